@@ -376,7 +376,12 @@ def parse_value(text: str, tp: Any, key: str) -> Any:
         return text
     if origin is tuple:
         body = text.strip()
-        if body.startswith("[") and body.endswith("]") or body.startswith("(") and body.endswith(")"):
+        if (
+            body.startswith("[")
+            and body.endswith("]")
+            or body.startswith("(")
+            and body.endswith(")")
+        ):
             body = body[1:-1]
         items = [s.strip() for s in body.split(",") if s.strip()]
         return tuple(parse_value(s, args[0], key) for s in items)
