@@ -1,0 +1,147 @@
+"""Pad rendered prompts into a batch with Qwen2.5-VL's multimodal rotary positions (M-RoPE).
+
+    from vzero_nemo.models.batch import collate_prompts
+    batch = collate_prompts(prompts, tokenizer, cfg.model)            # left padding
+    logits = model(batch.input_ids, batch.position_ids, batch.causal_mask(),
+                   pixel_values=batch.pixel_values, image_grid_thw=batch.image_grid_thw)
+
+Padding is on the LEFT by default (generation appends to the right edge of every row at once);
+`padding_side="right"` is available for scoring. Pad tokens are <|endoftext|>, never attended
+to, and get position 0. Positions are computed exactly as transformers'
+`Qwen2_5_VLModel.get_rope_index` with the padding mask (the function is reused, not copied):
+text tokens advance all three axes together, the image's tokens take (t, h, w) grid
+coordinates offset by the text before it, and text after the image continues from the largest
+image position + 1. Megatron's forward receives these positions explicitly.
+
+Generation: the k-th sampled token (k = 0, 1, ...) of row b has position
+`next_position[b] + k` on all three axes.
+"""
+
+from __future__ import annotations
+
+import types
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+from transformers.models.qwen2_5_vl.modeling_qwen2_5_vl import Qwen2_5_VLModel
+
+from vzero_nemo.config import ModelConfig
+from vzero_nemo.models.chat import PromptInputs
+from vzero_nemo.models.sizes import dims_for
+from vzero_nemo.models.tokenizer import VLTokenizer
+
+
+@dataclass(frozen=True, slots=True)
+class PromptBatch:
+    """A padded batch of B prompts of at most T tokens.
+
+    input_ids: (B, T) long, padded with the tokenizer's pad id.
+    attention_mask: (B, T) bool, True on real tokens.
+    position_ids: (3, B, T) long M-RoPE (temporal, height, width) positions; 0 on padding.
+    next_position: (B,) long, position of the first token after each row's last real token.
+    pixel_values: (sum of N_patches, patch_dim) float32, the images in row order.
+    image_grid_thw: (B, 3) long, one image per row.
+    lengths: (B,) long, real tokens per row.
+    """
+
+    input_ids: torch.Tensor
+    attention_mask: torch.Tensor
+    position_ids: torch.Tensor
+    next_position: torch.Tensor
+    pixel_values: torch.Tensor
+    image_grid_thw: torch.Tensor
+    lengths: torch.Tensor
+
+    def causal_mask(self) -> torch.Tensor:
+        """(B, 1, T, T) bool Megatron attention mask (True = masked): causal + padding."""
+        return causal_padding_mask(self.attention_mask)
+
+
+def causal_padding_mask(attention_mask: torch.Tensor) -> torch.Tensor:
+    """(B, T) bool real-token mask -> (B, 1, T, T) bool, True where attention is forbidden:
+    future keys and padding keys. A padding query row is fully masked (its output is unused)."""
+    if attention_mask.dtype != torch.bool or attention_mask.dim() != 2:
+        raise ValueError(
+            f"attention_mask must be a (B, T) bool tensor, got {attention_mask.dtype} "
+            f"{tuple(attention_mask.shape)}"
+        )
+    seq = attention_mask.shape[1]
+    future = torch.triu(torch.ones(seq, seq, dtype=torch.bool, device=attention_mask.device), 1)
+    return (future[None] | ~attention_mask[:, None, :])[:, None]
+
+
+def _rope_index_owner(spatial_merge_size: int, tokens_per_second: int) -> types.SimpleNamespace:
+    """The attributes transformers' `get_rope_index` reads from its model."""
+    vision = types.SimpleNamespace(
+        spatial_merge_size=spatial_merge_size, tokens_per_second=tokens_per_second
+    )
+    owner = types.SimpleNamespace(config=types.SimpleNamespace(vision_config=vision))
+    owner.get_vision_position_ids = types.MethodType(Qwen2_5_VLModel.get_vision_position_ids, owner)
+    return owner
+
+
+def mrope_position_ids(
+    input_ids: torch.Tensor,
+    attention_mask: torch.Tensor,
+    image_grid_thw: torch.Tensor,
+    *,
+    image_token_id: int,
+    spatial_merge_size: int,
+    tokens_per_second: int = 2,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """((3, B, T) positions, (B,) next position) for a padded batch of image+text rows."""
+    owner = _rope_index_owner(spatial_merge_size, tokens_per_second)
+    mm_token_type_ids = (input_ids == image_token_id).to(torch.int)
+    position_ids, deltas = Qwen2_5_VLModel.get_rope_index(
+        owner,
+        input_ids,
+        mm_token_type_ids,
+        image_grid_thw=image_grid_thw,
+        attention_mask=attention_mask.to(torch.long),
+    )
+    next_position = attention_mask.sum(-1) + deltas.reshape(-1)
+    return position_ids, next_position
+
+
+def collate_prompts(
+    prompts: Sequence[PromptInputs],
+    tokenizer: VLTokenizer,
+    model_cfg: ModelConfig,
+    *,
+    padding_side: Literal["left", "right"] = "left",
+) -> PromptBatch:
+    """Pad `prompts` (one image each) into a `PromptBatch`."""
+    if not prompts:
+        raise ValueError("collate_prompts got no prompts")
+    if padding_side not in ("left", "right"):
+        raise ValueError(f"padding_side={padding_side!r}; use 'left' or 'right'")
+    lengths = torch.tensor([len(p) for p in prompts], dtype=torch.long)
+    seq = int(lengths.max())
+    input_ids = torch.full((len(prompts), seq), tokenizer.pad_id, dtype=torch.long)
+    attention_mask = torch.zeros((len(prompts), seq), dtype=torch.bool)
+    for row, prompt in enumerate(prompts):
+        n = len(prompt)
+        cols = slice(seq - n, seq) if padding_side == "left" else slice(0, n)
+        input_ids[row, cols] = prompt.input_ids
+        attention_mask[row, cols] = True
+    image_grid_thw = torch.stack([p.image_grid_thw for p in prompts])
+    vision = dims_for(model_cfg.size).vision
+    position_ids, next_position = mrope_position_ids(
+        input_ids,
+        attention_mask,
+        image_grid_thw,
+        image_token_id=tokenizer.image_pad_id,
+        spatial_merge_size=vision.spatial_merge_size,
+        tokens_per_second=vision.tokens_per_second,
+    )
+    return PromptBatch(
+        input_ids=input_ids,
+        attention_mask=attention_mask,
+        position_ids=position_ids,
+        next_position=next_position,
+        pixel_values=torch.cat([p.pixel_values for p in prompts]),
+        image_grid_thw=image_grid_thw,
+        lengths=lengths,
+    )

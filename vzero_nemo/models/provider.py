@@ -1,0 +1,205 @@
+"""Qwen2.5-VL policy providers: a subclass of Megatron-Bridge's `Qwen25VLModelProvider`.
+
+    from vzero_nemo.models.provider import build_policy, provider_for
+    provider = provider_for(cfg.model, cfg.parallel)      # VZeroQwen25VLProvider, finalized
+    model = build_policy(cfg.model, cfg.parallel)         # one model chunk of this rank
+
+`provider_for` fills the provider from the named size (`vzero_nemo.models.sizes`), the
+tokenizer's special-token ids, `ModelConfig` (dtype, sequence length, recompute, freezing) and
+`ParallelConfig` (TP / PP / VPP / sequence parallel are megatron config fields; the model code
+never branches on them). Where transformer-engine is absent (CPU, see
+`vzero_nemo.parallel.cpu_compat`) it uses megatron-core's local layer spec, CPU
+initialisation and no fused kernels; with TE it keeps Bridge's TE spec and fusions.
+`build_policy` needs megatron's parallel state initialised (see `vzero_nemo.parallel`).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from vzero_nemo.parallel import cpu_compat
+
+cpu_compat.install()  # before Megatron-Bridge is imported (no-op with CUDA)
+
+from megatron.bridge.models.gpt_provider import local_layer_spec  # noqa: E402
+from megatron.bridge.models.qwen_vl.qwen25_vl_provider import Qwen25VLModelProvider  # noqa: E402
+from megatron.core import parallel_state  # noqa: E402
+from megatron.core.process_groups_config import ProcessGroupCollection  # noqa: E402
+from megatron.core.transformer.enums import AttnBackend  # noqa: E402
+from transformers.models.qwen2_5_vl.configuration_qwen2_5_vl import (  # noqa: E402
+    Qwen2_5_VLVisionConfig,
+)
+
+from vzero_nemo.config import ModelConfig, ParallelConfig  # noqa: E402
+from vzero_nemo.models.qwen25vl import VZeroQwen25VLModel  # noqa: E402
+from vzero_nemo.models.sizes import Qwen25VLDims, dims_for, padded_vocab_size  # noqa: E402
+from vzero_nemo.models.tokenizer import VLTokenizer, load_tokenizer  # noqa: E402
+
+_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
+
+
+@dataclass
+class VZeroQwen25VLProvider(Qwen25VLModelProvider):
+    """Bridge's Qwen2.5-VL provider building `VZeroQwen25VLModel` (explicit M-RoPE positions,
+    KV-cache context passed through)."""
+
+    size: str = "tiny"
+    """Named size the provider was built for (recorded for checkpoints and logs)."""
+
+    def provide(self, pre_process=None, post_process=None, vp_stage=None) -> VZeroQwen25VLModel:
+        if pre_process is None or post_process is None:
+            raise ValueError("pre_process and post_process must be resolved; use build_policy")
+        model = VZeroQwen25VLModel(
+            self, pre_process=pre_process, post_process=post_process, vp_stage=vp_stage
+        )
+        if self.freeze_language_model or self.freeze_vision_model or self.freeze_vision_projection:
+            model.freeze(
+                freeze_language_model=self.freeze_language_model,
+                freeze_vision_model=self.freeze_vision_model,
+                freeze_vision_projection=self.freeze_vision_projection,
+            )
+        return model
+
+
+def vision_config_for(dims: Qwen25VLDims) -> Qwen2_5_VLVisionConfig:
+    """The transformers vision-tower config of a size (the tower is HF's module)."""
+    v = dims.vision
+    return Qwen2_5_VLVisionConfig(
+        depth=v.depth,
+        hidden_size=v.hidden_size,
+        hidden_act="silu",
+        intermediate_size=v.intermediate_size,
+        num_heads=v.num_heads,
+        in_channels=3,
+        patch_size=v.patch_size,
+        spatial_merge_size=v.spatial_merge_size,
+        temporal_patch_size=v.temporal_patch_size,
+        tokens_per_second=v.tokens_per_second,
+        window_size=v.window_size,
+        out_hidden_size=dims.hidden_size,
+        fullatt_block_indexes=list(v.fullatt_block_indexes),
+    )
+
+
+def _uses_transformer_engine() -> bool:
+    return (
+        not cpu_compat.is_installed() and importlib.util.find_spec("transformer_engine") is not None
+    )
+
+
+def provider_for(
+    model_cfg: ModelConfig,
+    parallel_cfg: ParallelConfig | None = None,
+    *,
+    tokenizer: VLTokenizer | None = None,
+) -> VZeroQwen25VLProvider:
+    """A finalized provider for `model_cfg.size` under `parallel_cfg` (default: no
+    parallelism). No weights are allocated. The tokenizer (default: `load_tokenizer`) gives
+    the special-token ids and, for `tiny`, the vocabulary size."""
+    dims = dims_for(model_cfg.size)
+    parallel_cfg = parallel_cfg or ParallelConfig()
+    tokenizer = tokenizer or load_tokenizer(model_cfg)
+    vocab_size = dims.vocab_size or padded_vocab_size(len(tokenizer))
+    if len(tokenizer) > vocab_size:
+        raise ValueError(
+            f"tokenizer {tokenizer.name!r} has {len(tokenizer)} tokens but model.size="
+            f"{model_cfg.size!r} embeds {vocab_size}; use the checkpoint's own tokenizer"
+        )
+    if model_cfg.params_dtype not in _DTYPES:
+        raise ValueError(
+            f"model.params_dtype={model_cfg.params_dtype!r}; use one of {list(_DTYPES)}"
+        )
+    provider = VZeroQwen25VLProvider(
+        size=model_cfg.size,
+        num_layers=dims.num_layers,
+        hidden_size=dims.hidden_size,
+        ffn_hidden_size=dims.ffn_hidden_size,
+        num_attention_heads=dims.num_attention_heads,
+        num_query_groups=dims.num_query_groups,
+        kv_channels=dims.head_dim,
+        vocab_size=vocab_size,
+        should_pad_vocab=False,
+        seq_length=model_cfg.seq_length,
+        normalization="RMSNorm",
+        layernorm_epsilon=dims.layernorm_epsilon,
+        gated_linear_unit=True,
+        activation_func=F.silu,
+        add_qkv_bias=True,
+        add_bias_linear=False,
+        hidden_dropout=0.0,
+        attention_dropout=0.0,
+        share_embeddings_and_output_weights=dims.tie_word_embeddings,
+        position_embedding_type="mrope",
+        mrope_section=list(dims.mrope_section),
+        rotary_base=dims.rotary_base,
+        vision_config=vision_config_for(dims),
+        bos_token_id=tokenizer.pad_id,
+        eos_token_id=tokenizer.im_end_id,
+        vision_start_token_id=tokenizer.vision_start_id,
+        vision_end_token_id=tokenizer.vision_end_id,
+        vision_token_id=tokenizer.vision_pad_id,
+        image_token_id=tokenizer.image_pad_id,
+        video_token_id=tokenizer.video_pad_id,
+        freeze_vision_model=model_cfg.freeze_vision,
+        freeze_vision_projection=model_cfg.freeze_vision,
+        tensor_model_parallel_size=parallel_cfg.tensor_model_parallel_size,
+        pipeline_model_parallel_size=parallel_cfg.pipeline_model_parallel_size,
+        virtual_pipeline_model_parallel_size=parallel_cfg.virtual_pipeline_model_parallel_size,
+        sequence_parallel=parallel_cfg.sequence_parallel,
+    )
+    if model_cfg.recompute != "none":
+        provider.recompute_granularity = model_cfg.recompute
+        if model_cfg.recompute == "full":
+            provider.recompute_method = "uniform"
+            provider.recompute_num_layers = 1
+    if not _uses_transformer_engine():
+        # No TE / apex: megatron-core's local layers, unfused kernels, weights initialised
+        # on the CPU generator (identical for any TP size).
+        provider.transformer_layer_spec = local_layer_spec
+        provider.attention_backend = AttnBackend.local
+        provider.use_cpu_initialization = True
+        provider.gradient_accumulation_fusion = False
+        provider.masked_softmax_fusion = False
+        provider.bias_activation_fusion = False
+        provider.bias_dropout_fusion = False
+        provider.apply_rope_fusion = False
+        provider.cross_entropy_loss_fusion = False
+        provider.persist_layer_norm = False
+    dtype = _DTYPES[model_cfg.params_dtype]
+    provider.pipeline_dtype = dtype
+    return provider.apply_overrides_and_finalize(dtype=dtype)
+
+
+def build_policy(
+    model_cfg: ModelConfig,
+    parallel_cfg: ParallelConfig | None = None,
+    *,
+    pre_process: bool | None = None,
+    post_process: bool | None = None,
+    vp_stage: int | None = None,
+    tokenizer: VLTokenizer | None = None,
+) -> VZeroQwen25VLModel:
+    """This rank's model chunk (`vp_stage` under VPP), randomly initialised from megatron's
+    RNG state; weights come later from a checkpoint or `hf_convert.import_hf_weights`.
+    `pre_process` / `post_process` default to this rank's first / last pipeline stage."""
+    if not parallel_state.model_parallel_is_initialized():
+        raise ValueError(
+            "megatron parallel state is not initialised; call "
+            "vzero_nemo.parallel.initialize_parallel(...) before build_policy"
+        )
+    provider = provider_for(model_cfg, parallel_cfg, tokenizer=tokenizer)
+    pg_collection = ProcessGroupCollection.use_mpu_process_groups()
+    provider._pg_collection = pg_collection
+    if pre_process is None:
+        pre_process = parallel_state.is_pipeline_first_stage(
+            ignore_virtual=False, vp_stage=vp_stage
+        )
+    if post_process is None:
+        post_process = parallel_state.is_pipeline_last_stage(
+            ignore_virtual=False, vp_stage=vp_stage
+        )
+    return provider.provide(pre_process=pre_process, post_process=post_process, vp_stage=vp_stage)

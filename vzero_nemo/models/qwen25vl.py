@@ -1,0 +1,88 @@
+"""The policy network: Megatron-Bridge's Qwen2.5-VL model with explicit positions.
+
+`VZeroQwen25VLModel` subclasses Bridge's `Qwen25VLModel` (HF vision tower in the first
+pipeline stage + megatron-core GPT language model) and changes only `forward`:
+
+- M-RoPE positions are an input (`position_ids`, (3, B, T), from
+  `vzero_nemo.models.batch`), not recomputed from `input_ids`. Bridge's forward recomputes
+  them without the padding mask and cannot place tokens decoded from a KV cache; explicit
+  positions make prefill, KV-cached decoding and scoring agree.
+- `inference_context` (megatron-core's static KV cache) is passed to the language model.
+
+    logits_BTV = model(input_ids_BT, position_ids_3BT, attention_mask_B1TT,
+                       pixel_values=..., image_grid_thw=...)
+
+Returns logits (B, T, V / TP) with the vocabulary split over tensor-parallel ranks (use
+`vzero_nemo.models.logprobs`), or, with `labels` (B, T), megatron's per-token cross entropy
+(B, T) = -log p(labels). Middle pipeline stages return hidden states; the first stage owns
+the vision tower and takes `pixel_values` / `image_grid_thw`.
+"""
+
+from __future__ import annotations
+
+import torch
+from megatron.bridge.models.qwen_vl.modeling_qwen25_vl import Qwen25VLModel
+from megatron.core.tensor_parallel import scatter_to_sequence_parallel_region
+
+
+class VZeroQwen25VLModel(Qwen25VLModel):
+    """Qwen2.5-VL (Megatron-Bridge) taking M-RoPE positions and a KV-cache context."""
+
+    def embed(
+        self,
+        input_ids: torch.Tensor,
+        pixel_values: torch.Tensor | None,
+        image_grid_thw: torch.Tensor | None,
+    ) -> torch.Tensor:
+        """Token embeddings with the image features scattered into the <|image_pad|> slots:
+        (T, B, H), megatron's sequence-first layout. First pipeline stage only."""
+        embeds = self.language_model.embedding(input_ids=input_ids, position_ids=None)
+        if pixel_values is None:
+            return embeds
+        if image_grid_thw is None:
+            raise ValueError("pixel_values given without image_grid_thw; pass both")
+        embeds = embeds.transpose(0, 1)  # (B, T, H)
+        features = self.get_image_features(pixel_values, image_grid_thw, return_dict=True)
+        image_embeds = torch.cat(features.pooler_output, dim=0).to(embeds.dtype)
+        image_mask, _ = self.get_placeholder_mask(
+            input_ids, inputs_embeds=embeds, image_features=image_embeds
+        )
+        return embeds.masked_scatter(image_mask, image_embeds).transpose(0, 1).contiguous()
+
+    def forward(  # type: ignore[override]
+        self,
+        input_ids: torch.Tensor,
+        position_ids: torch.Tensor,
+        attention_mask: torch.Tensor | None,
+        pixel_values: torch.Tensor | None = None,
+        image_grid_thw: torch.Tensor | None = None,
+        labels: torch.Tensor | None = None,
+        inference_context=None,
+        runtime_gather_output: bool | None = None,
+        *,
+        loss_mask: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """input_ids (B, T) long; position_ids (3, B, T) long; attention_mask (B, 1, T, Tk)
+        bool with True = masked (None: causal without padding)."""
+        if position_ids is None or position_ids.dim() != 3 or position_ids.shape[0] != 3:
+            shape = None if position_ids is None else tuple(position_ids.shape)
+            raise ValueError(
+                f"position_ids must be (3, B, T) M-RoPE positions, got {shape}; build them "
+                "with vzero_nemo.models.batch.collate_prompts / mrope_position_ids"
+            )
+        decoder_input = None
+        if self.pre_process:
+            decoder_input = self.embed(input_ids, pixel_values, image_grid_thw)
+            if self.config.sequence_parallel:
+                tp_group = self.config._pg_collection.tp
+                decoder_input = scatter_to_sequence_parallel_region(decoder_input, group=tp_group)
+        return self.language_model(
+            input_ids=None,
+            position_ids=position_ids,
+            attention_mask=attention_mask,
+            decoder_input=decoder_input,
+            labels=labels,
+            inference_context=inference_context,
+            runtime_gather_output=runtime_gather_output,
+            loss_mask=loss_mask,
+        )
