@@ -1,0 +1,1 @@
+"""Image-pair data preparation: generators per domain, shard writer, preview and benchmarks."""

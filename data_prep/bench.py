@@ -1,0 +1,123 @@
+"""Throughput of the pair generators (pairs/s with worker processes) and of PNG decoding.
+
+    python -m data_prep bench --num-pairs 100 --workers 2
+    python -m data_prep.bench --domains clevr clevr_grid --num-pairs 200
+
+Cases: clevr (320x240), clevr_grid (48x48, 16-px cells), chart (all types), chart_bar (bar
+only), real (bundled photos), and clevr_blender (the clevr scenes rendered by Blender, when a
+`blender` executable exists). Timing starts after every worker has made one pair (imports
+and caches warm), and includes sending each sample back to the parent. The decode case
+measures PIL decoding both PNGs of a pair to RGB arrays in one process (the shard reader's
+main cost); the reader needs >= 300 pairs/s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing as mp
+import shutil
+import time
+
+from data_prep.imaging import decode_png
+from vzero_nemo.data.schema import PairSample
+
+CASES: dict[str, tuple[str, dict]] = {
+    "clevr": ("clevr", {}),
+    "clevr_grid": ("clevr", {"layout": "grid", "width": 48, "height": 48, "cell_size": 16}),
+    "chart": ("chart", {}),
+    "chart_bar": ("chart", {"chart_types": ("bar",)}),
+    "real": ("real", {}),
+    "clevr_blender": ("clevr", {"backend": "blender", "blender_samples": 16}),
+}
+DEFAULT_CASES = ("clevr", "clevr_grid", "chart", "chart_bar", "real")
+
+
+def _make(task: tuple[str, int, int, dict]) -> PairSample:
+    from data_prep.generators import GENERATORS
+
+    domain, seed, index, options = task
+    return GENERATORS[domain](seed, index, **options)
+
+
+def time_case(
+    domain: str, options: dict, num_pairs: int, workers: int, seed: int = 0
+) -> tuple[float, list[PairSample]]:
+    """(pairs per second, samples) for `num_pairs` pairs made by `workers` processes."""
+    ctx = mp.get_context("spawn")
+    with ctx.Pool(workers) as pool:
+        warm = [(domain, seed, 10_000_000 + w, options) for w in range(workers)]
+        pool.map(_make, warm, chunksize=1)
+        tasks = [(domain, seed, i, options) for i in range(num_pairs)]
+        start = time.perf_counter()
+        samples = pool.map(_make, tasks, chunksize=1)
+        elapsed = time.perf_counter() - start
+    return num_pairs / elapsed, samples
+
+
+def decode_rate(samples: list[PairSample], repeats: int = 3) -> float:
+    """Pairs per second for decoding both PNGs of each sample to RGB arrays."""
+    start = time.perf_counter()
+    for _ in range(repeats):
+        for s in samples:
+            decode_png(s.original_png)
+            decode_png(s.modified_png)
+    return repeats * len(samples) / (time.perf_counter() - start)
+
+
+def run_bench(
+    num_pairs: int = 100,
+    workers: int = 2,
+    cases: tuple[str, ...] = DEFAULT_CASES,
+    blender_pairs: int = 2,
+    seed: int = 0,
+) -> dict[str, dict]:
+    """Measure each case; returns {case: {"pairs_per_s", "num_pairs", "workers"}}.
+
+    Also "decode_<case>" entries (one process) for every generated case, and, when blender is
+    on PATH, "clevr_blender" on the first `blender_pairs` clevr scenes.
+    """
+    if num_pairs < 1 or workers < 1:
+        raise ValueError(f"num_pairs={num_pairs} and workers={workers} must be >= 1")
+    unknown = [c for c in cases if c not in CASES]
+    if unknown:
+        raise ValueError(f"unknown bench cases {unknown}; choose from {sorted(CASES)}")
+    results: dict[str, dict] = {}
+    for case in cases:
+        domain, options = CASES[case]
+        n = blender_pairs if case == "clevr_blender" else num_pairs
+        if case == "clevr_blender" and shutil.which("blender") is None:
+            results[case] = {"pairs_per_s": None, "num_pairs": 0, "workers": workers,
+                             "note": "no blender executable on PATH"}  # fmt: skip
+            continue
+        rate, samples = time_case(domain, options, n, workers, seed)
+        results[case] = {"pairs_per_s": rate, "num_pairs": n, "workers": workers}
+        results[f"decode_{case}"] = {
+            "pairs_per_s": decode_rate(samples),
+            "num_pairs": len(samples),
+            "workers": 1,
+        }
+    return results
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m data_prep bench", description=__doc__.split("\n")[0]
+    )
+    parser.add_argument("--num-pairs", type=int, default=100)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--domains", nargs="+", default=None, choices=sorted(CASES),
+                        help="bench cases (default: all, with clevr_blender when blender exists)")  # fmt: skip
+    parser.add_argument("--blender-pairs", type=int, default=2)
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+    cases = tuple(args.domains) if args.domains else (*DEFAULT_CASES, "clevr_blender")
+    results = run_bench(args.num_pairs, args.workers, cases, args.blender_pairs, args.seed)
+    print(f"{'case':<22}{'pairs/s':>10}{'pairs':>8}{'workers':>9}")
+    for case, r in results.items():
+        rate = "absent" if r["pairs_per_s"] is None else f"{r['pairs_per_s']:.1f}"
+        print(f"{case:<22}{rate:>10}{r['num_pairs']:>8}{r['workers']:>9}  {r.get('note', '')}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
