@@ -9,6 +9,7 @@ are not used.
 
 from __future__ import annotations
 
+import importlib.util
 from functools import lru_cache
 from pathlib import Path
 
@@ -29,20 +30,23 @@ _SKIMAGE_FILES = (
 
 def bundled_photos() -> list[tuple[str, Path]]:
     """(name, path) of every bundled photo present in this environment."""
-    import matplotlib
-    import skimage.data
-    import sklearn.datasets
-
     out = []
-    sk_dir = Path(skimage.data.__file__).parent
     for fname in _SKIMAGE_FILES:
-        out.append((f"skimage/{Path(fname).stem}", sk_dir / fname))
-    sl_dir = Path(sklearn.datasets.__file__).parent / "images"
+        out.append((f"skimage/{Path(fname).stem}", _package_dir("skimage") / "data" / fname))
     for fname in ("china.jpg", "flower.jpg"):
-        out.append((f"sklearn/{Path(fname).stem}", sl_dir / fname))
-    mpl_file = Path(matplotlib.get_data_path()) / "sample_data" / "grace_hopper.jpg"
+        path = _package_dir("sklearn") / "datasets" / "images" / fname
+        out.append((f"sklearn/{Path(fname).stem}", path))
+    mpl_file = _package_dir("matplotlib") / "mpl-data" / "sample_data" / "grace_hopper.jpg"
     out.append(("matplotlib/grace_hopper", mpl_file))
     return [(name, path) for name, path in out if path.is_file()]
+
+
+def _package_dir(name: str) -> Path:
+    """Install folder of a package, found without importing it (sklearn imports slowly)."""
+    spec = importlib.util.find_spec(name)
+    if spec is None or not spec.submodule_search_locations:
+        return Path("/nonexistent") / name
+    return Path(spec.submodule_search_locations[0])
 
 
 def folder_photos(photo_dir: str | Path) -> list[tuple[str, Path]]:
