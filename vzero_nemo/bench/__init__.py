@@ -1,0 +1,1 @@
+"""Benchmarks (`python -m vzero_nemo.bench.<name>`)."""

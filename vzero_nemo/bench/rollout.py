@@ -1,0 +1,232 @@
+"""Rollout throughput: one batched generate call vs one request at a time, Megatron vs HF.
+
+    python -m vzero_nemo.bench.rollout                         # 64 games x 4 seats, 1 thread
+    python -m vzero_nemo.bench.rollout --threads 2 --max-new-tokens 24 --prompt-style full
+
+The prompts are the first clue round of `--games` games of the tiny_cpu recipe (seat 0..3
+each see the earlier clues of a scripted oracle player), rendered with the project tokenizer
+and a random 48x48 image per seat: `games * seats` sequences of different lengths. Weights
+are random (throughput does not depend on them), so no stop token is used and every row
+generates exactly `--max-new-tokens` tokens in every mode.
+
+Modes, all in this one process on the same prompts:
+- `megatron batched`: `vzero_nemo.generation.generate` on all rows at once (KV cache).
+- `megatron one-at-a-time`: the same call per row, as the official Vision-Zero code
+  generates (one request per call).
+- `hf batched` / `hf one-at-a-time`: transformers' `Qwen2_5_VLForConditionalGeneration.
+  generate` (SDPA attention, dynamic KV cache) on a model of the same dimensions, left
+  padding, `mm_token_type_ids` passed (without it transformers falls back to 1-D positions).
+
+One-at-a-time modes run on the first `--serial-rows` rows (default: all); tokens/s is a
+rate, so the ratios stay comparable. Prints a table and the ratios; `--json PATH` saves them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from recipes.tiny_cpu import tiny_cpu
+from vzero_nemo.config import ModelConfig, ParallelConfig
+from vzero_nemo.generation import SamplingParams, generate
+from vzero_nemo.models.batch import collate_prompts
+from vzero_nemo.models.chat import PromptInputs, render_chat
+from vzero_nemo.models.tokenizer import VLTokenizer, load_tokenizer
+
+
+def clue_round_prompts(
+    num_games: int, num_seats: int, prompt_style: str, tokenizer: VLTokenizer, model_cfg, seed: int
+) -> list[PromptInputs]:
+    """The requests of the first clue round (seats in order), rendered with random images."""
+    from vzero_nemo.game.env import GameBatch
+    from vzero_nemo.game.policies import make_policy
+    from vzero_nemo.game.synthetic import random_truths
+
+    cfg = tiny_cpu()
+    cfg.game.num_players = num_seats
+    cfg.game.prompt_style = prompt_style
+    env = GameBatch(random_truths("clevr", num_games, seed), cfg.game, seed, grpo=cfg.grpo)
+    policy = make_policy("oracle", cfg.game, seed)
+    rng = np.random.default_rng(seed)
+    prompts = []
+    for _ in range(num_seats):
+        requests = env.pending_requests()
+        for request in requests:
+            image = rng.integers(0, 256, size=(48, 48, 3), dtype=np.uint8)
+            prompts.append(render_chat(request.messages, tokenizer, image, model_cfg))
+        env.submit({r.request_id: policy(r, env.truths[r.game_index]) for r in requests})
+    return prompts
+
+
+def time_call(fn: Callable[[], int]) -> tuple[float, int]:
+    start = time.perf_counter()
+    tokens = fn()
+    return time.perf_counter() - start, tokens
+
+
+def megatron_modes(model, prompts, tokenizer, model_cfg, args) -> dict[str, tuple[float, int]]:
+    params = SamplingParams(
+        temperature=args.temperature, top_p=args.top_p, max_new_tokens=args.max_new_tokens
+    )
+
+    def batched() -> int:
+        batch = collate_prompts(prompts, tokenizer, model_cfg)
+        return generate(model, batch, params, torch.Generator().manual_seed(args.seed)).num_tokens
+
+    def serial() -> int:
+        generator = torch.Generator().manual_seed(args.seed)
+        return sum(
+            generate(
+                model, collate_prompts([p], tokenizer, model_cfg), params, generator
+            ).num_tokens
+            for p in prompts[: args.serial_rows]
+        )
+
+    generate(model, collate_prompts(prompts[:4], tokenizer, model_cfg), params, torch.Generator())
+    return {"megatron batched": time_call(batched), "megatron one-at-a-time": time_call(serial)}
+
+
+def hf_model(model_cfg: ModelConfig, tokenizer: VLTokenizer):
+    """transformers Qwen2.5-VL with the dimensions of `model_cfg.size`, random weights."""
+    from transformers import Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration
+
+    from vzero_nemo.models.provider import provider_for
+
+    provider = provider_for(model_cfg, tokenizer=tokenizer)
+    text = dict(
+        vocab_size=provider.vocab_size,
+        hidden_size=provider.hidden_size,
+        intermediate_size=provider.ffn_hidden_size,
+        num_hidden_layers=provider.num_layers,
+        num_attention_heads=provider.num_attention_heads,
+        num_key_value_heads=provider.num_query_groups,
+        rms_norm_eps=provider.layernorm_epsilon,
+        max_position_embeddings=model_cfg.seq_length,
+        rope_parameters={
+            "rope_type": "default",
+            "rope_theta": provider.rotary_base,
+            "mrope_section": list(provider.mrope_section),
+        },
+        tie_word_embeddings=provider.share_embeddings_and_output_weights,
+    )
+    config = Qwen2_5_VLConfig(
+        text_config=text,
+        vision_config=provider.vision_config.to_dict(),
+        image_token_id=tokenizer.image_pad_id,
+        video_token_id=tokenizer.video_pad_id,
+        vision_start_token_id=tokenizer.vision_start_id,
+        vision_end_token_id=tokenizer.vision_end_id,
+        tie_word_embeddings=provider.share_embeddings_and_output_weights,
+    )
+    config._attn_implementation = "sdpa"
+    torch.manual_seed(0)
+    return Qwen2_5_VLForConditionalGeneration(config).eval()
+
+
+def hf_modes(prompts, tokenizer, model_cfg, args) -> dict[str, tuple[float, int]]:
+    model = hf_model(model_cfg, tokenizer)
+
+    def run(rows: list[PromptInputs], seed: int) -> int:
+        batch = collate_prompts(rows, tokenizer, model_cfg, padding_side="left")
+        torch.manual_seed(seed)
+        with torch.no_grad():
+            out = model.generate(
+                input_ids=batch.input_ids,
+                attention_mask=batch.attention_mask.long(),
+                pixel_values=batch.pixel_values,
+                image_grid_thw=batch.image_grid_thw,
+                mm_token_type_ids=(batch.input_ids == tokenizer.image_pad_id).int(),
+                max_new_tokens=args.max_new_tokens,
+                do_sample=args.temperature > 0,
+                temperature=args.temperature if args.temperature > 0 else None,
+                top_p=args.top_p,
+                top_k=None,
+                eos_token_id=None,
+                pad_token_id=tokenizer.pad_id,
+            )
+        return (out.shape[1] - batch.input_ids.shape[1]) * len(rows)
+
+    run(prompts[:4], args.seed)
+    return {
+        "hf batched": time_call(lambda: run(prompts, args.seed)),
+        "hf one-at-a-time": time_call(
+            lambda: sum(run([p], args.seed) for p in prompts[: args.serial_rows])
+        ),
+    }
+
+
+def report(results: dict[str, tuple[float, int]], num_rows: int, args) -> dict[str, float]:
+    rates = {mode: tokens / seconds for mode, (seconds, tokens) in results.items()}
+    print(
+        f"\n{num_rows} sequences x {args.max_new_tokens} new tokens, {args.threads} thread(s), "
+        f"temperature {args.temperature}"
+    )
+    print(f"{'mode':<24} {'rows':>6} {'tokens':>8} {'seconds':>9} {'tokens/s':>10}")
+    for mode, (seconds, tokens) in results.items():
+        rows = tokens // args.max_new_tokens
+        print(f"{mode:<24} {rows:>6} {tokens:>8} {seconds:>9.2f} {rates[mode]:>10.1f}")
+    ratios = {}
+    pairs = [
+        ("megatron batched", "megatron one-at-a-time"),
+        ("megatron batched", "hf batched"),
+        ("hf batched", "hf one-at-a-time"),
+        ("megatron one-at-a-time", "hf one-at-a-time"),
+    ]
+    for fast, slow in pairs:
+        if fast in rates and slow in rates:
+            ratios[f"{fast} / {slow}"] = rates[fast] / rates[slow]
+            print(f"{fast} / {slow}: {rates[fast] / rates[slow]:.2f}x")
+    return {**{f"tokens_per_s/{m}": r for m, r in rates.items()}, **ratios}
+
+
+def main(argv: list[str] | None = None) -> dict[str, float]:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--size", default="tiny", help="model.size (CPU: tiny)")
+    parser.add_argument("--games", type=int, default=64)
+    parser.add_argument("--seats", type=int, default=4)
+    parser.add_argument("--max-new-tokens", type=int, default=16)
+    parser.add_argument("--temperature", type=float, default=0.8)
+    parser.add_argument("--top-p", type=float, default=1.0)
+    parser.add_argument("--prompt-style", choices=("compact", "full"), default="compact")
+    parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads")
+    parser.add_argument("--serial-rows", type=int, default=None, help="rows for one-at-a-time")
+    parser.add_argument("--skip-hf", action="store_true", help="Megatron modes only")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--json", type=Path, default=None, help="write the numbers here")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+
+    from vzero_nemo.models.provider import build_policy
+    from vzero_nemo.parallel import destroy_parallel, initialize_parallel
+
+    model_cfg = ModelConfig(size=args.size)
+    tokenizer = load_tokenizer(model_cfg)
+    prompts = clue_round_prompts(
+        args.games, args.seats, args.prompt_style, tokenizer, model_cfg, args.seed
+    )
+    args.serial_rows = min(args.serial_rows or len(prompts), len(prompts))
+    lengths = [len(p) for p in prompts]
+    print(f"prompt tokens: min {min(lengths)} mean {np.mean(lengths):.0f} max {max(lengths)}")
+
+    initialize_parallel(ParallelConfig(), seed=args.seed)
+    try:
+        model = build_policy(model_cfg, tokenizer=tokenizer)
+        results = megatron_modes(model, prompts, tokenizer, model_cfg, args)
+    finally:
+        destroy_parallel()
+    if not args.skip_hf:
+        results.update(hf_modes(prompts, tokenizer, model_cfg, args))
+    numbers = report(results, len(prompts), args)
+    if args.json is not None:
+        args.json.write_text(json.dumps(numbers, indent=2))
+    return numbers
+
+
+if __name__ == "__main__":
+    main()
