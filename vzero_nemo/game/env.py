@@ -10,6 +10,7 @@ images and sampling are the generator's business. Protocol:
         env.submit(completions)
     samples = env.training_samples()          # one TrainingSample per request ever issued
     metrics = env.metrics()                   # rates with stated denominators + raw counts
+    # across ranks: all-reduce env.counts() (sums), then metrics_from_counts(summed)
     report = env.transcript(0)                # readable history of game 0
 
 Turns: `num_clue_rounds * num_players` clue turns (one seat speaking in all B games, so B
@@ -22,7 +23,8 @@ Request ids are unique within a batch: `g{game}/r{round}/s{seat}` (clue), `g{gam
 What a seat sees: its own image (`Request.image`: original for civilians and the observer,
 modified or blank for the spy), every earlier clue of its game as answer text only, and its own
 earlier reasoning. Spy seats come from `random.Random(seed)` (see roles.draw_spy_seats); the
-truths are used for the domain (prompt wording) and reports, never for rewards.
+truths are used for the domain (prompt wording) and reports, never for rewards. Give every
+batch its own seed (e.g. derived from train.seed, the iteration and the data-parallel rank).
 
 Training samples: clue samples carry the seat's Eq. 1 reward (the same for all its clue
 turns) and group_id `clue/spy` or `clue/civilian` (Role-Advantage Estimation baselines are
@@ -40,6 +42,7 @@ from typing import Any, NamedTuple
 from vzero_nemo.config import GameConfig, GRPOConfig
 from vzero_nemo.data.schema import Truth
 from vzero_nemo.game import prompts
+from vzero_nemo.game.metrics import COUNT_KEYS, metrics_from_counts
 from vzero_nemo.game.parsing import NA, Vote, parse_clue, parse_vote
 from vzero_nemo.game.rewards import (
     clue_rewards,
@@ -364,44 +367,11 @@ class GameBatch:
                 )
         return samples
 
-    def metrics(self) -> dict[str, float]:
-        """Batch statistics. Denominators: games = B; votes = all votes cast (B * num_votes, or
-        B * num_civilians); clue turns = B * num_players * num_clue_rounds; spy seats =
-        B * num_spies; civilian seats = B * num_civilians.
-
-        decision_accuracy: mean over games of the plurality credit (1 if the plurality of
-            valid seat votes names a spy; k-way ties score spies-among-tied / k; no valid seat
-            vote scores 0). vote_accuracy: votes naming a spy / votes. na_rate, invalid_vote_rate,
-            vote_format_ok_rate: / votes. clue_parse_failure_rate, clue_format_ok_rate:
-            / clue turns. reward/clue_spy: mean Eq. 1 reward / spy seats; reward/clue_civilian:
-            / civilian seats; reward/decision: / votes. votes_received/spy and /civilian: mean
-            valid votes received / spy seats and / civilian seats.
-        count/*: the raw numerators and denominators, so ranks can sum them exactly.
-        """
-        outcomes = self._require_done("metrics()")
-        n = self.cfg.num_players
-        c: dict[str, float] = dict.fromkeys(
-            [
-                "games",
-                "votes",
-                "votes_spy",
-                "votes_na",
-                "votes_invalid",
-                "votes_format_ok",
-                "clue_turns",
-                "clue_parse_failures",
-                "clue_format_ok",
-                "spy_seats",
-                "civilian_seats",
-                "decision_credit",
-                "clue_reward_spy",
-                "clue_reward_civilian",
-                "decision_reward",
-                "votes_received_spy",
-                "votes_received_civilian",
-            ],
-            0.0,
-        )
+    def counts(self) -> dict[str, float]:
+        """Raw sums behind metrics(), keyed `count/<name>` (see COUNT_KEYS). Sum them over
+        batches or ranks, then call metrics_from_counts for exact pooled rates."""
+        outcomes = self._require_done("counts()")
+        c = dict.fromkeys(COUNT_KEYS, 0.0)
         for g, out in enumerate(outcomes):
             spies = self.spy_seats[g]
             c["games"] += 1
@@ -417,29 +387,16 @@ class GameBatch:
                 c["clue_turns"] += 1
                 c["clue_parse_failures"] += rec.clue is None
                 c["clue_format_ok"] += rec.format_ok
-            for seat in range(n):
+            for seat in range(self.cfg.num_players):
                 key = "spy" if seat in spies else "civilian"
                 c[f"{key}_seats"] += 1
                 c[f"clue_reward_{key}"] += out.clue_rewards[seat]
                 c[f"votes_received_{key}"] += out.votes_received[seat]
-        votes, turns = c["votes"], c["clue_turns"]
-        m = {
-            "decision_accuracy": c["decision_credit"] / c["games"],
-            "vote_accuracy": c["votes_spy"] / votes,
-            "na_rate": c["votes_na"] / votes,
-            "invalid_vote_rate": c["votes_invalid"] / votes,
-            "vote_format_ok_rate": c["votes_format_ok"] / votes,
-            "clue_parse_failures": c["clue_parse_failures"],
-            "clue_parse_failure_rate": c["clue_parse_failures"] / turns,
-            "clue_format_ok_rate": c["clue_format_ok"] / turns,
-            "reward/clue_spy": c["clue_reward_spy"] / c["spy_seats"],
-            "reward/clue_civilian": c["clue_reward_civilian"] / c["civilian_seats"],
-            "reward/decision": c["decision_reward"] / votes,
-            "votes_received/spy": c["votes_received_spy"] / c["spy_seats"],
-            "votes_received/civilian": c["votes_received_civilian"] / c["civilian_seats"],
-        }
-        m.update({f"count/{k}": float(v) for k, v in c.items()})
-        return m
+        return {f"count/{k}": float(v) for k, v in c.items()}
+
+    def metrics(self) -> dict[str, float]:
+        """metrics_from_counts(self.counts()): rates with stated denominators + raw counts."""
+        return metrics_from_counts(self.counts())
 
     def transcript(self, game_index: int) -> dict[str, Any]:
         """Readable history of one game (players 1-based, as the models read them); rewards

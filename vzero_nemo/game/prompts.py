@@ -97,7 +97,7 @@ def _history_compact(clues: Sequence[Clue]) -> str:
 def _notes_full(own_notes: Sequence[str]) -> str:
     if not own_notes:
         return ""
-    lines = [f"Round {i + 1}: {note}" for i, note in enumerate(own_notes)]
+    lines = [f"Round {i + 1}: {note or '(none)'}" for i, note in enumerate(own_notes)]
     return "\nYour own earlier reasoning (private, only you see it):\n" + "\n".join(lines)
 
 

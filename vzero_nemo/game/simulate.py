@@ -16,7 +16,7 @@ import dataclasses
 import json
 
 from vzero_nemo.config import GameConfig, GRPOConfig
-from vzero_nemo.game.env import GameBatch
+from vzero_nemo.game.env import GameBatch, metrics_from_counts
 from vzero_nemo.game.policies import POLICIES, make_policy, play
 from vzero_nemo.game.synthetic import random_truths
 
@@ -39,28 +39,9 @@ def simulate(
         n = min(batch_size, num_games - start)
         env = GameBatch(random_truths(domain, n, seed + start), game, seed + start, grpo=grpo)
         play(env, policy)
-        for key, value in env.metrics().items():
-            if key.startswith("count/"):
-                counts[key] = counts.get(key, 0.0) + value
-    return rates_from_counts(counts)
-
-
-def rates_from_counts(c: dict[str, float]) -> dict[str, float]:
-    """The rates of GameBatch.metrics recomputed from summed `count/*` entries."""
-    votes, turns = c["count/votes"], c["count/clue_turns"]
-    return {
-        "games": c["count/games"],
-        "decision_accuracy": c["count/decision_credit"] / c["count/games"],
-        "vote_accuracy": c["count/votes_spy"] / votes,
-        "na_rate": c["count/votes_na"] / votes,
-        "invalid_vote_rate": c["count/votes_invalid"] / votes,
-        "clue_parse_failure_rate": c["count/clue_parse_failures"] / turns,
-        "reward/clue_spy": c["count/clue_reward_spy"] / c["count/spy_seats"],
-        "reward/clue_civilian": c["count/clue_reward_civilian"] / c["count/civilian_seats"],
-        "reward/decision": c["count/decision_reward"] / votes,
-        "votes_received/spy": c["count/votes_received_spy"] / c["count/spy_seats"],
-        "votes_received/civilian": c["count/votes_received_civilian"] / c["count/civilian_seats"],
-    }
+        for key, value in env.counts().items():
+            counts[key] = counts.get(key, 0.0) + value
+    return metrics_from_counts(counts)
 
 
 def main(argv: list[str] | None = None) -> dict[str, float]:
@@ -91,6 +72,8 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
             f"players={args.num_players}"
         )
         for key, value in metrics.items():
+            if key.startswith("count/"):
+                continue
             print(f"  {key:26s} {value:.4f}")
     return metrics
 

@@ -8,7 +8,7 @@ from collections import Counter
 import pytest
 
 from vzero_nemo.config import GameConfig, GRPOConfig, VZeroConfig
-from vzero_nemo.game.env import GameBatch
+from vzero_nemo.game.env import GameBatch, metrics_from_counts
 from vzero_nemo.game.roles import draw_spy_seats
 from vzero_nemo.game.synthetic import random_truths
 
@@ -254,3 +254,19 @@ def test_game_package_imports_no_torch():
         "assert 'torch' not in sys.modules, 'torch was imported'\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_counts_pool_exactly_over_batches():
+    envs = [make_env(num_games=2, seed=1), make_env(num_games=3, seed=2)]
+    for k, env in enumerate(envs):
+        finish(env, lambda r, k=k: f"<answer>{(r.game_index + k) % 4 + 1}</answer>")
+    a, b = (env.metrics() for env in envs)
+    pooled = metrics_from_counts({key: a[key] + b[key] for key in a if key.startswith("count/")})
+    credit = a["decision_accuracy"] * 2 + b["decision_accuracy"] * 3
+    assert pooled["decision_accuracy"] == pytest.approx(credit / 5)
+    assert pooled["reward/clue_spy"] == pytest.approx(
+        (a["reward/clue_spy"] * 2 + b["reward/clue_spy"] * 3) / 5
+    )
+    assert pooled["count/votes"] == 5 * 8
+    with pytest.raises(ValueError, match="counts lack"):
+        metrics_from_counts({"count/games": 1.0})

@@ -29,7 +29,7 @@ def game(**kw):
 )
 def test_oracle_catches_the_spy(domain, cfg):
     m = simulate.simulate("oracle", 1000, domain, cfg, seed=3)
-    assert m["games"] == 1000
+    assert m["count/games"] == 1000
     assert m["decision_accuracy"] >= 0.9
     assert m["invalid_vote_rate"] == 0.0 and m["clue_parse_failure_rate"] == 0.0
     assert m["reward/clue_spy"] < 0 < m["reward/clue_civilian"]  # caught spies lose Eq. 1
