@@ -68,8 +68,8 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         print(json.dumps(metrics, sort_keys=True))
     else:
         print(
-            f"policy={args.policy} domain={args.domain} vote_mode={args.vote_mode} "
-            f"players={args.num_players}"
+            f"policy={args.policy} games={int(metrics['count/games'])} domain={args.domain} "
+            f"vote_mode={args.vote_mode} players={args.num_players}"
         )
         for key, value in metrics.items():
             if key.startswith("count/"):
