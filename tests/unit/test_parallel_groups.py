@@ -83,7 +83,7 @@ def test_single_process_world(no_torchrun_env):
         assert groups.broadcast_object("x") == "x"
         with pytest.raises(ValueError, match="group='cp'"):
             groups.get_group("cp")
-        with pytest.raises(RuntimeError, match="already initialised"):
+        with pytest.raises(RuntimeError, match="already initialised; call destroy_parallel"):
             groups.initialize_parallel(ParallelConfig(), seed=7)
         first = torch.rand(3)
     finally:

@@ -125,16 +125,18 @@ def _init_process_group(backend: str, timeout_s: float) -> None:
 def initialize_parallel(
     parallel: ParallelConfig, seed: int, *, timeout_s: float = 1800.0
 ) -> ParallelState:
-    """Initialise torch.distributed and megatron-core groups; seed all RNGs.
+    """Initialise torch.distributed (unless already up) and megatron-core groups; seed RNGs.
 
-    Raises ValueError for a layout that does not fit the world size or an impossible
-    backend, RuntimeError when already initialised (call `destroy_parallel()` first).
+    An existing process group is reused (e.g. after `destroy_parallel(keep_process_group=
+    True)` to switch layouts) if its backend matches. Raises ValueError for a layout that
+    does not fit the world size or an impossible backend, RuntimeError when megatron's
+    groups are already initialised (call `destroy_parallel()` first).
     """
     global _state
     from megatron.core import parallel_state as mpu
 
-    if dist.is_initialized() or mpu.model_parallel_is_initialized():
-        raise RuntimeError("torch.distributed is already initialised; call destroy_parallel()")
+    if mpu.model_parallel_is_initialized():
+        raise RuntimeError("model parallel groups are already initialised; call destroy_parallel()")
     cuda = cpu_compat.cuda_available()
     backend = resolve_backend(parallel.backend, cuda)
     compat = cpu_compat.install()
@@ -143,10 +145,19 @@ def initialize_parallel(
         torch.cuda.set_device(local_rank)
     device = torch.device("cuda", local_rank) if backend == "nccl" else torch.device("cpu")
 
-    world_size = int(os.environ.get("WORLD_SIZE", "1"))
-    dp = _check_layout(parallel, world_size)
-    _init_process_group(backend, timeout_s)
-    assert dist.get_world_size() == world_size, (dist.get_world_size(), world_size)
+    if dist.is_initialized():
+        if dist.get_backend() != backend:
+            raise ValueError(
+                f"the running process group uses {dist.get_backend()}, not parallel.backend="
+                f"{parallel.backend} ({backend}); destroy it or set parallel.backend to match"
+            )
+        world_size = dist.get_world_size()
+        dp = _check_layout(parallel, world_size)
+    else:
+        world_size = int(os.environ.get("WORLD_SIZE", "1"))
+        dp = _check_layout(parallel, world_size)
+        _init_process_group(backend, timeout_s)
+        assert dist.get_world_size() == world_size, (dist.get_world_size(), world_size)
     mpu.initialize_model_parallel(
         tensor_model_parallel_size=parallel.tensor_model_parallel_size,
         pipeline_model_parallel_size=parallel.pipeline_model_parallel_size,
@@ -192,13 +203,16 @@ def get_parallel_state() -> ParallelState:
     return _state
 
 
-def destroy_parallel() -> None:
-    """Tear down megatron-core groups and the process group (safe to call twice)."""
+def destroy_parallel(*, keep_process_group: bool = False) -> None:
+    """Tear down megatron-core groups and (unless kept) the process group. Idempotent.
+
+    Keep the process group to re-initialise another TP/PP layout in the same processes.
+    """
     global _state
     from megatron.core import parallel_state as mpu
 
     mpu.destroy_model_parallel()
-    if dist.is_initialized():
+    if dist.is_initialized() and not keep_process_group:
         dist.destroy_process_group()
     _state = None
 
