@@ -93,7 +93,7 @@ def _draw(ax, spec: dict) -> None:
         ax.set_aspect("equal")
     else:
         raise ValueError(f"unknown chart type {kind!r}")
-    ax.set_title(spec["title"], pad=15 if spec["legend"] else 6)
+    ax.set_title(spec["title"], pad=20 if spec["legend"] else 6)
     if kind != "pie":
         xlabel, ylabel = spec["xlabel"], spec["ylabel"]
         if kind == "hbar":
@@ -102,7 +102,7 @@ def _draw(ax, spec: dict) -> None:
         ax.set_ylabel(ylabel)
         ax.spines[["top", "right"]].set_visible(False)
     if spec["legend"]:
-        ax.legend(loc="lower center", bbox_to_anchor=(0.5, 0.99), frameon=False,
+        ax.legend(loc="lower center", bbox_to_anchor=(0.5, 1.03), frameon=False,
                   ncols=len(series), borderaxespad=0.1, handlelength=1.5)  # fmt: skip
 
 
@@ -113,7 +113,7 @@ def render_chart(spec: dict, width: int, height: int, dpi: int) -> np.ndarray:
     with mpl.rc_context(STYLE):
         left, bottom, right, top = MARGINS.get(spec["type"], DEFAULT_MARGINS)
         if spec["legend"]:
-            top -= 0.06  # room for the legend row between title and axes
+            top -= 0.08  # room for the legend row between title and axes
         ax = fig.add_axes((left, bottom, right - left, top - bottom))
         _draw(ax, spec)
         fig.canvas.draw()

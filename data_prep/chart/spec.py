@@ -7,6 +7,7 @@ A spec is a JSON-able dict:
      "series": [{"name", "values": [...], "color"}],   # one or more
      "point_colors": [...] | None,   # bar / hbar / pie: one colour per category
      "value_max": float,             # fixed axis limit, so edits never rescale the axes
+    "decimals": 0 | 1,              # value precision
      "show_values": bool, "legend": bool}
 
 Scatter charts keep their x positions in "x" (one list per series, same length as values).
@@ -97,14 +98,23 @@ def random_spec(
         "categories": categories,
         "series": series,
         "point_colors": colors[:n] if chart_type in ("bar", "hbar", "pie") else None,
-        "value_max": _nice_ceiling(hi * (num_series if chart_type == "stacked_bar" else 1) * 1.08),
+        "value_max": 0.0,
         "decimals": decimals,
         "show_values": bool(chart_type in ("bar", "hbar") and rng.random() < 0.5),
         "legend": num_series > 1,
     }
     if chart_type == "scatter":
         spec["x"] = [sorted(_values(rng, len(s["values"]), 1, 30, 1)) for s in series]
+    spec["value_max"] = _nice_ceiling(1.2 * _peak(spec))
     return spec
+
+
+def _peak(spec: dict) -> float:
+    """The largest bar stack / value drawn (sets the axis limit)."""
+    if spec["type"] == "stacked_bar":
+        values = np.array([s["values"] for s in spec["series"]], dtype=float)
+        return float(values.sum(axis=0).max())
+    return float(max(max(s["values"]) for s in spec["series"]))
 
 
 def applicable_kinds(spec: dict, kinds: tuple[str, ...]) -> list[str]:
@@ -153,8 +163,11 @@ def apply_change(spec: dict, kind: str, rng: np.random.Generator) -> tuple[dict,
         i = int(rng.integers(len(series["values"])))
         old = series["values"][i]
         factor = float(rng.choice([rng.uniform(0.35, 0.7), rng.uniform(1.35, 1.8)]))
-        limit = spec["value_max"] / (len(spec["series"]) if spec["type"] == "stacked_bar" else 1)
-        value = min(max(old * factor, 0.05 * limit), 0.98 * limit)
+        # keep the edited value (or its bar stack) inside the fixed axis limit
+        limit = spec["value_max"]
+        if spec["type"] == "stacked_bar":
+            limit -= sum(other["values"][i] for other in new["series"] if other is not series)
+        value = min(max(old * factor, 0.05 * spec["value_max"]), limit - 0.12 * spec["value_max"])
         value = round(value, spec["decimals"]) if spec["decimals"] else int(round(value))
         series["values"][i] = value
         before, after = {label(i): old}, {label(i): value}

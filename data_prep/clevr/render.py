@@ -100,7 +100,9 @@ def _buffers(stage: Stage, ss: int) -> _StageBuffers:
         dirs = np.broadcast_to(fwd, origins.shape).copy()
     with np.errstate(divide="ignore"):
         floor_t = np.where(dirs[..., 2] < -1e-6, -origins[..., 2] / dirs[..., 2], np.inf)
-    p = origins + np.where(np.isfinite(floor_t), floor_t, 0.0)[..., None] * dirs
+    # Rays that miss the floor (only in very tall images) take the floor colour far away.
+    p = origins + np.minimum(floor_t, 60.0)[..., None] * dirs
+    p[..., 2] = 0.0
     to_light = np.asarray(stage.light) - p
     dist = np.linalg.norm(to_light, axis=-1)
     cos_l = to_light[..., 2] / dist
@@ -199,7 +201,6 @@ class Coverage:
     ss: int
     depth: np.ndarray  # (Hs, Ws) ray length to the nearest hit
     ids: np.ndarray  # (Hs, Ws) nearest object index, -1 for floor
-    normals: np.ndarray  # (Hs, Ws, 3) world normal of the nearest object hit
     silhouette_boxes: list  # per object: unoccluded box in 1x pixels, or None
     silhouette_px: np.ndarray  # per object: unoccluded area in 1x pixels
 
@@ -215,7 +216,6 @@ def rasterize(stage: Stage, bodies: list[Body], ss: int) -> Coverage:
     hs, ws = buf.floor_t.shape
     depth = buf.floor_t.copy()
     ids = np.full((hs, ws), -1, dtype=np.int16)
-    normals = np.zeros((hs, ws, 3), dtype=np.float32)
     boxes: list = []
     counts = np.zeros(len(bodies))
     for k, body in enumerate(bodies):
@@ -227,7 +227,7 @@ def rasterize(stage: Stage, bodies: list[Body], ss: int) -> Coverage:
             continue
         sl = (slice(r0, r1), slice(c0, c1))
         shape2 = (r1 - r0, c1 - c0)
-        t, n = _intersect(body, buf.origins[sl].reshape(-1, 3), buf.dirs[sl].reshape(-1, 3))
+        t, _ = _intersect(body, buf.origins[sl].reshape(-1, 3), buf.dirs[sl].reshape(-1, 3))
         t = t.reshape(shape2)
         hit = np.isfinite(t)
         counts[k] = hit.sum() / ss**2
@@ -248,8 +248,7 @@ def rasterize(stage: Stage, bodies: list[Body], ss: int) -> Coverage:
         closer = hit & (t < region_depth)
         region_depth[closer] = t[closer]
         ids[sl][closer] = k
-        normals[sl][closer] = n.reshape(*shape2, 3)[closer]
-    return Coverage(ss, depth, ids, normals, boxes, counts)
+    return Coverage(ss, depth, ids, boxes, counts)
 
 
 def _hull(points_N2: np.ndarray) -> np.ndarray:
@@ -308,41 +307,77 @@ def floor_shade(stage: Stage, bodies: list[Body], blur: bool = True) -> np.ndarr
     return np.asarray(canvas)
 
 
-def _shade_objects(stage: Stage, bodies: list[Body], o, d, t, n, ids) -> np.ndarray:
-    p = o + t[:, None] * d
-    to_light = np.asarray(stage.light) - p
-    to_light /= np.linalg.norm(to_light, axis=1, keepdims=True)
-    ndl = np.clip(np.einsum("ij,ij->i", n, to_light), 0.0, 1.0)
-    hemi = 0.5 + 0.5 * n[:, 2]
-    fill_dir = np.array([0.6, -0.5, 0.35]) / np.linalg.norm([0.6, -0.5, 0.35])
-    fill = np.clip(n @ fill_dir, 0.0, 1.0)
-    albedo = np.stack([_ALBEDO[b.color] for b in bodies])[ids]
-    metal = np.array([b.material == "metal" for b in bodies])[ids]
+def _ipow(x: np.ndarray, k: int) -> np.ndarray:
+    """x**k for a positive integer k by repeated squaring (much faster than np.power)."""
+    out = None
+    base = x
+    while k:
+        if k & 1:
+            out = base if out is None else out * base
+        k >>= 1
+        if k:
+            base = base * base
+    return out
 
-    diffuse = 0.10 + 0.22 * hemi + 0.22 * fill + 0.95 * ndl
-    half_vec = to_light - d
-    half_vec /= np.linalg.norm(half_vec, axis=1, keepdims=True)
-    ndh = np.clip(np.einsum("ij,ij->i", n, half_vec), 0.0, 1.0)
-    rubber = albedo * diffuse[:, None] + (0.06 * ndh**12)[:, None]
+
+def _unit(x, y, z):
+    inv = 1.0 / np.sqrt(x * x + y * y + z * z)
+    return x * inv, y * inv, z * inv
+
+
+_FILL_DIR = np.array([0.6, -0.5, 0.35], dtype=np.float32) / np.float32(
+    np.linalg.norm([0.6, -0.5, 0.35])
+)
+
+
+def _shade_objects(stage: Stage, bodies: list[Body], o, d, t, n, ids) -> np.ndarray:
+    """Linear RGB (N, 3) of object samples, from rays (o, d), hit distance t, normals n."""
+    dx, dy, dz = d[:, 0].copy(), d[:, 1].copy(), d[:, 2].copy()
+    nx, ny, nz = n[:, 0].copy(), n[:, 1].copy(), n[:, 2].copy()
+    lx, ly, lz = (np.float32(v) for v in stage.light)
+    tlx, tly, tlz = _unit(lx - (o[:, 0] + t * dx), ly - (o[:, 1] + t * dy), lz - (o[:, 2] + t * dz))
+    ndl = np.clip(nx * tlx + ny * tly + nz * tlz, 0.0, 1.0)
+    fx, fy, fz = _FILL_DIR
+    albedo = np.stack([_ALBEDO[b.color] for b in bodies]).astype(np.float32)[ids]
+    metal = np.array([b.material == "metal" for b in bodies])[ids]
+    out = np.empty((len(t), 3), dtype=np.float32)
+
+    r = ~metal  # rubber: hemisphere ambient + fill + key (Lambert) + a faint sheen
+    fill = np.clip(nx[r] * fx + ny[r] * fy + nz[r] * fz, 0.0, 1.0)
+    diffuse = 0.21 + 0.11 * nz[r] + 0.22 * fill + 0.95 * ndl[r]
+    hx, hy, hz = _unit(tlx[r] - dx[r], tly[r] - dy[r], tlz[r] - dz[r])
+    ndh = np.clip(nx[r] * hx + ny[r] * hy + nz[r] * hz, 0.0, 1.0)
+    out[r] = albedo[r] * diffuse[:, None] + (0.06 * _ipow(ndh, 12))[:, None]
 
     # Metal: a tinted mirror of a simple environment (dark floor, bright sky, a glow at the
     # horizon) plus a broad and a sharp lobe toward the key light.
-    refl = d - 2.0 * np.einsum("ij,ij->i", d, n)[:, None] * n
-    rz = refl[:, 2]
-    horizon = np.exp(-6.0 * np.abs(rz))
-    sky = 0.75 + 0.45 * np.clip(rz, 0.0, 1.0) + 0.25 * horizon
-    floor = 0.07 + 0.30 * horizon
-    env = floor + (sky - floor) * np.clip(rz * 10.0 + 0.5, 0.0, 1.0)
-    rdl = np.clip(np.einsum("ij,ij->i", refl, to_light), 0.0, 1.0)
-    # Lamps seen edge-on: vertical streaks on cylinders, a bright side on cubes.
-    refl_h = refl[:, :2] / (np.linalg.norm(refl[:, :2], axis=1, keepdims=True) + 1e-6)
-    light_h = to_light[:, :2] / (np.linalg.norm(to_light[:, :2], axis=1, keepdims=True) + 1e-6)
-    az_key = np.clip(np.einsum("ij,ij->i", refl_h, light_h), 0.0, 1.0)
-    az_fill = np.clip(refl_h @ (fill_dir[:2] / np.linalg.norm(fill_dir[:2])), 0.0, 1.0)
-    edge_on = np.clip(1.0 - 1.5 * np.abs(rz), 0.0, 1.0)
-    lobe = 0.9 * rdl**6 + 3.0 * rdl**90 + (0.9 * az_key**30 + 0.4 * az_fill**30) * edge_on
-    metallic = albedo * (0.04 + 1.1 * env + 0.2 * ndl + lobe)[:, None] + (0.5 * lobe)[:, None]
-    return np.where(metal[:, None], metallic, rubber)
+    m = metal
+    if m.any():
+        dxm, dym, dzm, nxm, nym, nzm = dx[m], dy[m], dz[m], nx[m], ny[m], nz[m]
+        dn2 = 2.0 * (dxm * nxm + dym * nym + dzm * nzm)
+        rx, ry, rz = dxm - dn2 * nxm, dym - dn2 * nym, dzm - dn2 * nzm
+        horizon = np.exp(-6.0 * np.abs(rz))
+        sky = 0.75 + 0.45 * np.clip(rz, 0.0, 1.0) + 0.25 * horizon
+        floor = 0.07 + 0.30 * horizon
+        env = floor + (sky - floor) * np.clip(rz * 10.0 + 0.5, 0.0, 1.0)
+        tlxm, tlym, tlzm = tlx[m], tly[m], tlz[m]
+        rdl = np.clip(rx * tlxm + ry * tlym + rz * tlzm, 0.0, 1.0)
+        # Lamps seen edge-on: vertical streaks on cylinders, a bright side on cubes.
+        inv_rh = 1.0 / (np.sqrt(rx * rx + ry * ry) + 1e-6)
+        inv_lh = 1.0 / (np.sqrt(tlxm * tlxm + tlym * tlym) + 1e-6)
+        az_key = np.clip((rx * tlxm + ry * tlym) * inv_rh * inv_lh, 0.0, 1.0)
+        fh = np.float32(np.hypot(fx, fy))
+        az_fill = np.clip((rx * fx + ry * fy) * inv_rh / fh, 0.0, 1.0)
+        edge_on = np.clip(1.0 - 1.5 * np.abs(rz), 0.0, 1.0)
+        rdl6 = _ipow(rdl, 6)
+        lobe = (
+            0.9 * rdl6
+            + 3.0 * _ipow(rdl6, 15)
+            + (0.9 * _ipow(az_key, 30) + 0.4 * _ipow(az_fill, 30)) * edge_on
+        )
+        gain = 0.04 + 1.1 * env + 0.2 * ndl[m] + lobe
+        out[m] = albedo[m] * gain[:, None] + (0.5 * lobe)[:, None]
+    return out
 
 
 def _box_sum(a: np.ndarray, ss: int) -> np.ndarray:
@@ -386,15 +421,16 @@ def render(
         floor = floor * (1.0 - (SHADOW_STRENGTH / 255.0) * dark)
     flat = np.flatnonzero(raster.ids >= 0)
     pix = _pixel_of_sample(h, w, ss)[flat]
-    colour = _shade_objects(
-        stage,
-        bodies,
-        buf.origins.reshape(-1, 3)[flat],
-        buf.dirs.reshape(-1, 3)[flat],
-        raster.depth.reshape(-1)[flat],
-        raster.normals.reshape(-1, 3)[flat],
-        raster.ids.reshape(-1)[flat],
-    )
+    o = buf.origins.reshape(-1, 3)[flat]
+    d = buf.dirs.reshape(-1, 3)[flat]
+    ids = raster.ids.reshape(-1)[flat]
+    # Normals of the visible samples only: intersect each object again with the rays it won.
+    normals = np.empty_like(d)
+    for k, body in enumerate(bodies):
+        won = ids == k
+        if won.any():
+            normals[won] = _intersect(body, o[won], d[won])[1]
+    colour = _shade_objects(stage, bodies, o, d, raster.depth.reshape(-1)[flat], normals, ids)
     inv = 1.0 / ss**2
     floor_weight = 1.0 - np.bincount(pix, minlength=h * w).reshape(h, w) * inv
     lin = np.empty((h, w, 3), dtype=np.float32)
