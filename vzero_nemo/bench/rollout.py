@@ -18,7 +18,9 @@ Modes, all in this one process on the same prompts:
   padding, `mm_token_type_ids` passed (without it transformers falls back to 1-D positions).
 
 One-at-a-time modes run on the first `--serial-rows` rows (default: all); tokens/s is a
-rate, so the ratios stay comparable. Prints a table and the ratios; `--json PATH` saves them.
+rate, so the ratios stay comparable. Prints a table with wall-clock and process-CPU time (the
+CPU column is robust to other load on the machine) and the speed ratios on both clocks;
+`--json PATH` saves them.
 """
 
 from __future__ import annotations
@@ -64,13 +66,22 @@ def clue_round_prompts(
     return prompts
 
 
-def time_call(fn: Callable[[], int]) -> tuple[float, int]:
-    start = time.perf_counter()
-    tokens = fn()
-    return time.perf_counter() - start, tokens
+Timing = tuple[float, float, int]
+"""(wall seconds, process CPU seconds, generated tokens) of one mode."""
 
 
-def megatron_modes(model, prompts, tokenizer, model_cfg, args) -> dict[str, tuple[float, int]]:
+def time_call(fn: Callable[[], int], repeats: int) -> Timing:
+    """Fastest of `repeats` runs, wall and CPU time taken separately."""
+    walls, cpus = [], []
+    for _ in range(repeats):
+        wall, cpu = time.perf_counter(), time.process_time()
+        tokens = fn()
+        walls.append(time.perf_counter() - wall)
+        cpus.append(time.process_time() - cpu)
+    return min(walls), min(cpus), tokens
+
+
+def megatron_modes(model, prompts, tokenizer, model_cfg, args) -> dict[str, Timing]:
     params = SamplingParams(
         temperature=args.temperature, top_p=args.top_p, max_new_tokens=args.max_new_tokens
     )
@@ -89,7 +100,10 @@ def megatron_modes(model, prompts, tokenizer, model_cfg, args) -> dict[str, tupl
         )
 
     generate(model, collate_prompts(prompts[:4], tokenizer, model_cfg), params, torch.Generator())
-    return {"megatron batched": time_call(batched), "megatron one-at-a-time": time_call(serial)}
+    return {
+        "megatron batched": time_call(batched, args.repeats),
+        "megatron one-at-a-time": time_call(serial, args.repeats),
+    }
 
 
 def hf_model(model_cfg: ModelConfig, tokenizer: VLTokenizer):
@@ -129,7 +143,7 @@ def hf_model(model_cfg: ModelConfig, tokenizer: VLTokenizer):
     return Qwen2_5_VLForConditionalGeneration(config).eval()
 
 
-def hf_modes(prompts, tokenizer, model_cfg, args) -> dict[str, tuple[float, int]]:
+def hf_modes(prompts, tokenizer, model_cfg, args) -> dict[str, Timing]:
     model = hf_model(model_cfg, tokenizer)
 
     def run(rows: list[PromptInputs], seed: int) -> int:
@@ -154,35 +168,50 @@ def hf_modes(prompts, tokenizer, model_cfg, args) -> dict[str, tuple[float, int]
 
     run(prompts[:4], args.seed)
     return {
-        "hf batched": time_call(lambda: run(prompts, args.seed)),
+        "hf batched": time_call(lambda: run(prompts, args.seed), args.repeats),
         "hf one-at-a-time": time_call(
-            lambda: sum(run([p], args.seed) for p in prompts[: args.serial_rows])
+            lambda: sum(run([p], args.seed) for p in prompts[: args.serial_rows]), args.repeats
         ),
     }
 
 
-def report(results: dict[str, tuple[float, int]], num_rows: int, args) -> dict[str, float]:
-    rates = {mode: tokens / seconds for mode, (seconds, tokens) in results.items()}
+PAIRS = (
+    ("megatron batched", "megatron one-at-a-time"),
+    ("megatron batched", "hf batched"),
+    ("hf batched", "hf one-at-a-time"),
+    ("megatron one-at-a-time", "hf one-at-a-time"),
+)
+
+
+def report(results: dict[str, Timing], num_rows: int, args) -> dict[str, float]:
+    """Print the table and the speed ratios (wall and CPU); return them as a flat dict."""
     print(
         f"\n{num_rows} sequences x {args.max_new_tokens} new tokens, {args.threads} thread(s), "
-        f"temperature {args.temperature}"
+        f"temperature {args.temperature}, best of {args.repeats}"
     )
-    print(f"{'mode':<24} {'rows':>6} {'tokens':>8} {'seconds':>9} {'tokens/s':>10}")
-    for mode, (seconds, tokens) in results.items():
-        rows = tokens // args.max_new_tokens
-        print(f"{mode:<24} {rows:>6} {tokens:>8} {seconds:>9.2f} {rates[mode]:>10.1f}")
-    ratios = {}
-    pairs = [
-        ("megatron batched", "megatron one-at-a-time"),
-        ("megatron batched", "hf batched"),
-        ("hf batched", "hf one-at-a-time"),
-        ("megatron one-at-a-time", "hf one-at-a-time"),
-    ]
-    for fast, slow in pairs:
-        if fast in rates and slow in rates:
-            ratios[f"{fast} / {slow}"] = rates[fast] / rates[slow]
-            print(f"{fast} / {slow}: {rates[fast] / rates[slow]:.2f}x")
-    return {**{f"tokens_per_s/{m}": r for m, r in rates.items()}, **ratios}
+    header = f"{'mode':<24} {'rows':>5} {'tokens':>7} {'wall s':>8} {'cpu s':>8}"
+    print(f"{header} {'tok/s wall':>11} {'tok/s cpu':>10}")
+    numbers: dict[str, float] = {}
+    for mode, (wall, cpu, tokens) in results.items():
+        numbers[f"tokens_per_s_wall/{mode}"] = tokens / wall
+        numbers[f"tokens_per_s_cpu/{mode}"] = tokens / cpu
+        print(
+            f"{mode:<24} {tokens // args.max_new_tokens:>5} {tokens:>7} {wall:>8.2f} {cpu:>8.2f} "
+            f"{tokens / wall:>11.1f} {tokens / cpu:>10.1f}"
+        )
+    print("speed ratios (tokens/s of the first over the second; wall, cpu):")
+    for fast, slow in PAIRS:
+        if fast in results and slow in results:
+            for clock in ("wall", "cpu"):
+                key = f"tokens_per_s_{clock}/"
+                numbers[f"ratio_{clock}/{fast} / {slow}"] = (
+                    numbers[key + fast] / numbers[key + slow]
+                )
+            print(
+                f"  {fast} / {slow}: {numbers[f'ratio_wall/{fast} / {slow}']:.2f}x wall, "
+                f"{numbers[f'ratio_cpu/{fast} / {slow}']:.2f}x cpu"
+            )
+    return numbers
 
 
 def main(argv: list[str] | None = None) -> dict[str, float]:
@@ -196,6 +225,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     parser.add_argument("--prompt-style", choices=("compact", "full"), default="compact")
     parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads")
     parser.add_argument("--serial-rows", type=int, default=None, help="rows for one-at-a-time")
+    parser.add_argument("--repeats", type=int, default=1, help="runs per mode; the fastest counts")
     parser.add_argument("--skip-hf", action="store_true", help="Megatron modes only")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", type=Path, default=None, help="write the numbers here")

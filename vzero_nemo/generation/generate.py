@@ -2,8 +2,9 @@
 
 One call serves every seat of every game of a turn: a `PromptBatch` (from
 `vzero_nemo.models.batch.collate_prompts`) of padded prompts with different lengths and images. The vision tower and the embedding merge run once over the
-prompts (prefill); each further token is one forward of the language model (megatron-core
-`GPTModel`) over the new tokens only, attending to a static KV cache (`kv_cache.py`).
+prompts, then one language-model forward (megatron-core `GPTModel`) over all prompt tokens
+packed into one sequence without padding (prefill); each further token is one forward over
+the new tokens only, attending to a static KV cache (`kv_cache.py`).
 
     from vzero_nemo.generation import SamplingParams, generate
     from vzero_nemo.models.batch import collate_prompts
@@ -95,12 +96,12 @@ def inference_scope(vlm, cache: KVCache) -> Iterator[None]:
 def _last_token_logits(*, hidden_states, output_layer, output_weight, scale_logits, context, **_):
     """`GPTModel.forward` output processor: logits of each row's last token only, [B, V/tp].
 
-    `context` holds each row's last column for a prefill and is None for a decode step."""
+    Prefill: hidden_states is the packed prompt [N, 1, H] and `context` the index of each
+    row's last token in it. Decode: hidden_states is [1, B, H] and `context` None."""
     if context is None:
-        last_1BH = hidden_states[-1:]
+        last_1BH = hidden_states
     else:
-        rows_B = torch.arange(hidden_states.shape[1], device=hidden_states.device)
-        last_1BH = hidden_states[context.to(hidden_states.device), rows_B].unsqueeze(0)
+        last_1BH = hidden_states[context.to(hidden_states.device), 0].unsqueeze(0)
     logits_1BV, _ = output_layer(last_1BH, weight=output_weight, runtime_gather_output=False)
     return scale_logits(logits_1BV)[0]
 
@@ -148,28 +149,30 @@ def generate(
     runner = _StageRunner(vlm)
     batch_size, width = batch.input_ids.shape
     real_BS = batch.attention_mask.bool()
-    last_index_B = (torch.arange(width)[None, :] * real_BS).amax(dim=1)
+    lengths_B = real_BS.sum(dim=1)
     stop_ids = torch.tensor(params.stop_token_ids, dtype=torch.long)
 
     token_ids: list[list[int]] = [[] for _ in range(batch_size)]
     logprobs: list[list[float]] = [[] for _ in range(batch_size)]
     finished = [False] * batch_size
     active_R = torch.arange(batch_size)
-    cache = KVCache(real_BS, max_len=width + params.max_new_tokens - 1, device=runner.device)
+    cache = KVCache(lengths_B, max_len=width + params.max_new_tokens - 1, device=runner.device)
     with inference_scope(vlm, cache):
-        decoder_input = None
+        # Prefill: the prompts' real tokens packed into one sequence [N, 1, H], rows in order.
+        packed_N1H = None
         if runner.stage.is_first:
-            decoder_input = vlm.embed(
+            embeds_SBH = vlm.embed(
                 batch.input_ids.to(runner.device),
                 batch.pixel_values.to(runner.device),
                 batch.image_grid_thw.to(runner.device),
             )
+            packed_N1H = embeds_SBH.transpose(0, 1)[real_BS.to(runner.device)].unsqueeze(1)
         cache.begin_prefill()
         logits_RV = runner.forward(
             input_ids=None,
-            decoder_input=decoder_input,
-            position_ids=batch.position_ids,
-            last_index=last_index_B,
+            decoder_input=packed_N1H,
+            position_ids=batch.position_ids[:, real_BS].unsqueeze(1),
+            last_index=torch.cumsum(lengths_B, 0) - 1,
         )
         cache.end_forward()
         for step in range(params.max_new_tokens):

@@ -15,10 +15,14 @@ only; the cached attention appends the rotated keys and the values to per-layer 
 runs `scaled_dot_product_attention` over the cache (FlashAttention kernels on CUDA, the
 fused CPU kernel otherwise). The original modules come back when the context exits.
 
-Cache layout: the padded prompt occupies columns [0, S) (left or right padding, given by the
-batch's attention mask); decode step t writes column S + t for every row. Padding columns are
-excluded by a key mask. A right-padded prefill needs only the causal mask (real tokens never
-attend to the padding after them), so it takes SDPA's mask-free causal kernel.
+Packed prefill: the prompt tokens of all rows go through the language model as ONE packed
+sequence [N, 1, H] (N = real tokens, no padding), so the linear layers and MLPs, which hold
+nearly all the prefill FLOPs, do no work on padding. Only the attention scatters the packed
+queries/keys/values into a right-aligned padded layout [B, heads, S, d] and runs causal SDPA
+there; row i's prompt fills cache columns [0, len_i), whatever the batch's padding side.
+
+Decode: step t writes column S + t of every row; a key mask excludes columns
+[len_i, S) (padding, kept at zero so no NaN can enter the softmax).
 """
 
 from __future__ import annotations
@@ -34,45 +38,47 @@ from megatron.core.transformer.module import MegatronModule
 class KVCache:
     """Per-layer key/value buffers [B, groups, max_len, head_dim] and the key mask [B, max_len]."""
 
-    def __init__(self, prompt_mask_BS: torch.Tensor, max_len: int, device: torch.device) -> None:
-        batch, width = prompt_mask_BS.shape
+    def __init__(self, prompt_lengths_B: torch.Tensor, max_len: int, device: torch.device) -> None:
+        width = int(prompt_lengths_B.max())
         if max_len < width:
             raise ValueError(f"KV cache max_len={max_len} is shorter than the prompt ({width})")
-        self.batch_size = batch
+        self.batch_size = int(prompt_lengths_B.numel())
         self.prompt_width = width
         self.max_len = max_len
         self.length = 0
+        """Columns filled: the prompt width after the prefill, + 1 per decode step."""
+        self.in_prefill = False
         self.num_new = 0
-        self.key_mask_BL = torch.zeros(batch, max_len, dtype=torch.bool, device=device)
-        self.key_mask_BL[:, :width] = prompt_mask_BS.to(device)
-        self.prefill_mask_B1SS: torch.Tensor | None = None
+        prompt_BS = torch.arange(width)[None, :] < prompt_lengths_B.cpu()[:, None]
+        # Packed prompt token n sits at (row, column) = (rows_N[n], columns_N[n]), row-major.
+        rows_N, columns_N = prompt_BS.nonzero(as_tuple=True)
+        self.rows_N, self.columns_N = rows_N.to(device), columns_N.to(device)
+        self.key_mask_BL = torch.zeros(self.batch_size, max_len, dtype=torch.bool, device=device)
+        self.key_mask_BL[:, :width] = prompt_BS.to(device)
         self.layers: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
 
+    @property
+    def num_prompt_tokens(self) -> int:
+        return int(self.rows_N.numel())
+
     def begin_prefill(self) -> None:
-        """The next forward writes the padded prompt into columns [0, S)."""
-        assert self.length == 0, "prefill must be the first forward of a cache"
-        width = self.prompt_width
-        keys_BS = self.key_mask_BL[:, :width]
-        if not bool((keys_BS.cummin(dim=1).values == keys_BS).all()):
-            # Some row has padding before a real token: causal AND key mask (True = attend).
-            # A padding query keeps its own key so that no row is empty: an all-masked row
-            # gives NaN, which would leak through the cached values of later layers.
-            causal_SS = torch.ones(width, width, dtype=torch.bool, device=keys_BS.device).tril()
-            diagonal_SS = torch.eye(width, dtype=torch.bool, device=keys_BS.device)
-            self.prefill_mask_B1SS = ((causal_SS & keys_BS[:, None, :]) | diagonal_SS)[:, None]
-        self.num_new = width
+        """The next forward is the packed prompt [N, 1, H] (rows in order, no padding)."""
+        assert self.length == 0 and not self.in_prefill, "a cache takes one prefill, first"
+        self.in_prefill = True
+        self.num_new = self.num_prompt_tokens
 
     def begin_decode(self) -> None:
-        """The next forward writes one token per row into the next column."""
+        """The next forward writes one token per row into column `length`."""
+        assert self.length >= self.prompt_width, "decode before prefill"
         if self.length + 1 > self.max_len:
             raise ValueError(f"KV cache full at {self.max_len} columns; raise its max_len")
         self.key_mask_BL[:, self.length] = True
         self.num_new = 1
 
     def end_forward(self) -> None:
-        self.length += self.num_new
+        self.length = self.prompt_width if self.in_prefill else self.length + 1
+        self.in_prefill = False
         self.num_new = 0
-        self.prefill_mask_B1SS = None
 
     def keep_rows(self, rows_R: torch.Tensor) -> None:
         """Drop finished rows: keep only `rows_R` (indices into the current batch)."""
@@ -82,13 +88,15 @@ class KVCache:
         for layer, (keys, values) in self.layers.items():
             self.layers[layer] = (keys[rows_R], values[rows_R])
 
-    def buffers(self, layer: int, like_BGSD: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def buffers(
+        self, layer: int, groups: int, dim: int, like: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         if layer not in self.layers:
-            batch, groups, _, dim = like_BGSD.shape
-            shape = (batch, groups, self.max_len, dim)
+            # Zeros: padding columns are masked, and masked entries must still be finite.
+            shape = (self.batch_size, groups, self.max_len, dim)
             self.layers[layer] = (
-                torch.empty(shape, dtype=like_BGSD.dtype, device=like_BGSD.device),
-                torch.empty(shape, dtype=like_BGSD.dtype, device=like_BGSD.device),
+                torch.zeros(shape, dtype=like.dtype, device=like.device),
+                torch.zeros(shape, dtype=like.dtype, device=like.device),
             )
         return self.layers[layer]
 
@@ -115,42 +123,48 @@ class CachedCoreAttention(torch.nn.Module):
     ) -> torch.Tensor:
         assert attention_bias is None and packed_seq_params is None
         cache = self.cache
-        num_new, batch, heads, dim = query.shape
+        num_new, _, heads, dim = query.shape
         groups = key.shape[2]
-        start, end = cache.length, cache.length + num_new
         assert num_new == cache.num_new, "forward without begin_prefill/begin_decode"
-        key_BGSD = key.permute(1, 2, 0, 3)
-        keys, values = cache.buffers(self.layer, key_BGSD)
-        keys[:, :, start:end] = key_BGSD
-        values[:, :, start:end] = value.permute(1, 2, 0, 3)
-        if start == 0:
-            # Prefill: causal (and, with left padding, key-padding) attention over the prompt.
-            q_BHSD = query.permute(1, 2, 0, 3)
-            k_BHSD = keys[:, :, :end].repeat_interleave(heads // groups, dim=1)
-            v_BHSD = values[:, :, :end].repeat_interleave(heads // groups, dim=1)
-            mask = cache.prefill_mask_B1SS
-            out_BHSD = F.scaled_dot_product_attention(
-                q_BHSD,
-                k_BHSD,
-                v_BHSD,
-                attn_mask=mask,
-                is_causal=mask is None,
-                scale=self.softmax_scale,
-            )
-            return out_BHSD.permute(2, 0, 1, 3).reshape(num_new, batch, heads * dim)
-        # Decode: the heads of one KV group attend as `heads // groups` query rows of that
-        # group, so grouped-query attention needs no copy of the cache.
-        assert num_new == 1
+        keys, values = cache.buffers(self.layer, groups, dim, key)
+        if cache.in_prefill:
+            return self._prefill(query[:, 0], key[:, 0], value[:, 0], keys, values)
+        # Decode, query [1, B, heads, d]: the heads of one KV group attend as `heads // groups`
+        # query rows of that group, so grouped-query attention needs no copy of the cache.
+        batch, end = query.shape[1], cache.length + 1
+        keys[:, :, cache.length] = key[0]
+        values[:, :, cache.length] = value[0]
         q_BGRD = query[0].view(batch, groups, heads // groups, dim)
-        mask_B11L = cache.key_mask_BL[:, None, None, :end]
         out_BGRD = F.scaled_dot_product_attention(
             q_BGRD,
             keys[:, :, :end],
             values[:, :, :end],
-            attn_mask=mask_B11L,
+            attn_mask=cache.key_mask_BL[:, None, None, :end],
             scale=self.softmax_scale,
         )
         return out_BGRD.reshape(1, batch, heads * dim)
+
+    def _prefill(self, q_NHD, k_NGD, v_NGD, keys, values) -> torch.Tensor:
+        """Packed prompt tokens -> right-aligned padded layout -> causal SDPA -> packed."""
+        cache = self.cache
+        rows_N, columns_N = cache.rows_N, cache.columns_N
+        width = cache.prompt_width
+        num_tokens, heads, dim = q_NHD.shape
+        groups = k_NGD.shape[1]
+        keys[rows_N, :, columns_N] = k_NGD
+        values[rows_N, :, columns_N] = v_NGD
+        q_BHSD = q_NHD.new_zeros(cache.batch_size, heads, width, dim)
+        q_BHSD[rows_N, :, columns_N] = q_NHD
+        # Real tokens are a prefix of each row, so causality alone keeps them off the padding.
+        out_BHSD = F.scaled_dot_product_attention(
+            q_BHSD,
+            keys[:, :, :width],
+            values[:, :, :width],
+            is_causal=True,
+            scale=self.softmax_scale,
+            enable_gqa=groups != heads,
+        )
+        return out_BHSD[rows_N, :, columns_N].reshape(num_tokens, 1, heads * dim)
 
 
 def _softmax_scale(config) -> float:
