@@ -37,7 +37,12 @@ from transformers.models.qwen2_5_vl.configuration_qwen2_5_vl import (  # noqa: E
 from vzero_nemo.config import ModelConfig, ParallelConfig  # noqa: E402
 from vzero_nemo.models.qwen25vl import VZeroQwen25VLModel  # noqa: E402
 from vzero_nemo.models.sizes import Qwen25VLDims, dims_for, padded_vocab_size  # noqa: E402
-from vzero_nemo.models.tokenizer import VLTokenizer, load_tokenizer  # noqa: E402
+from vzero_nemo.models.tokenizer import (  # noqa: E402
+    SpecialTokenIds,
+    VLTokenizer,
+    load_tokenizer,
+    special_token_ids,
+)
 
 _DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
 
@@ -85,6 +90,22 @@ def vision_config_for(dims: Qwen25VLDims) -> Qwen2_5_VLVisionConfig:
     )
 
 
+def model_vocab(
+    model_cfg: ModelConfig, tokenizer: VLTokenizer | None = None
+) -> tuple[SpecialTokenIds, int]:
+    """(special-token ids, embedding rows) of the model of `model_cfg`."""
+    ids = special_token_ids(model_cfg, tokenizer)
+    dims = dims_for(model_cfg.size)
+    if dims.vocab_size is not None:
+        if tokenizer is not None and len(tokenizer) > dims.vocab_size:
+            raise ValueError(
+                f"tokenizer {tokenizer.name!r} has {len(tokenizer)} tokens but model.size="
+                f"{model_cfg.size!r} embeds {dims.vocab_size}; use the checkpoint's tokenizer"
+            )
+        return ids, dims.vocab_size
+    return ids, padded_vocab_size(len(tokenizer or load_tokenizer(model_cfg)))
+
+
 def _uses_transformer_engine() -> bool:
     return (
         not cpu_compat.is_installed() and importlib.util.find_spec("transformer_engine") is not None
@@ -98,17 +119,11 @@ def provider_for(
     tokenizer: VLTokenizer | None = None,
 ) -> VZeroQwen25VLProvider:
     """A finalized provider for `model_cfg.size` under `parallel_cfg` (default: no
-    parallelism). No weights are allocated. The tokenizer (default: `load_tokenizer`) gives
-    the special-token ids and, for `tiny`, the vocabulary size."""
+    parallelism). No weights are allocated and no checkpoint is read: the special-token ids
+    and vocabulary size come from `model_vocab` (tiny: its tokenizer; 7B-72B: published)."""
     dims = dims_for(model_cfg.size)
     parallel_cfg = parallel_cfg or ParallelConfig()
-    tokenizer = tokenizer or load_tokenizer(model_cfg)
-    vocab_size = dims.vocab_size or padded_vocab_size(len(tokenizer))
-    if len(tokenizer) > vocab_size:
-        raise ValueError(
-            f"tokenizer {tokenizer.name!r} has {len(tokenizer)} tokens but model.size="
-            f"{model_cfg.size!r} embeds {vocab_size}; use the checkpoint's own tokenizer"
-        )
+    ids, vocab_size = model_vocab(model_cfg, tokenizer)
     if model_cfg.params_dtype not in _DTYPES:
         raise ValueError(
             f"model.params_dtype={model_cfg.params_dtype!r}; use one of {list(_DTYPES)}"
@@ -137,13 +152,13 @@ def provider_for(
         mrope_section=list(dims.mrope_section),
         rotary_base=dims.rotary_base,
         vision_config=vision_config_for(dims),
-        bos_token_id=tokenizer.pad_id,
-        eos_token_id=tokenizer.im_end_id,
-        vision_start_token_id=tokenizer.vision_start_id,
-        vision_end_token_id=tokenizer.vision_end_id,
-        vision_token_id=tokenizer.vision_pad_id,
-        image_token_id=tokenizer.image_pad_id,
-        video_token_id=tokenizer.video_pad_id,
+        bos_token_id=ids.pad,
+        eos_token_id=ids.im_end,
+        vision_start_token_id=ids.vision_start,
+        vision_end_token_id=ids.vision_end,
+        vision_token_id=ids.vision_pad,
+        image_token_id=ids.image_pad,
+        video_token_id=ids.video_pad,
         freeze_vision_model=model_cfg.freeze_vision,
         freeze_vision_projection=model_cfg.freeze_vision,
         tensor_model_parallel_size=parallel_cfg.tensor_model_parallel_size,

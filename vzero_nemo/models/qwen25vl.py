@@ -7,7 +7,10 @@ pipeline stage + megatron-core GPT language model) and changes only `forward`:
   `vzero_nemo.models.batch`), not recomputed from `input_ids`. Bridge's forward recomputes
   them without the padding mask and cannot place tokens decoded from a KV cache; explicit
   positions make prefill, KV-cached decoding and scoring agree.
-- `inference_context` (megatron-core's static KV cache) is passed to the language model.
+- `inference_context` (megatron-core's `StaticInferenceContext`) is passed to the language
+  model. Megatron's static cache stores keys before RoPE and rotates the whole cache at each
+  step, so with it `position_ids` must cover every position so far, (3, B, offset + T_new),
+  while `input_ids` holds only the T_new new tokens (tested against a full forward).
 
     logits_BTV = model(input_ids_BT, position_ids_3BT, attention_mask_B1TT,
                        pixel_values=..., image_grid_thw=...)

@@ -140,3 +140,19 @@ def padded_vocab_size(num_tokens: int, multiple: int = 128) -> int:
     152064 rows hold 151665 tokens). Independent of the tensor-parallel size, so a checkpoint
     has the same shape under any TP that divides 128."""
     return -(-num_tokens // multiple) * multiple
+
+
+def num_parameters(dims: Qwen25VLDims, vocab_size: int) -> dict[str, int]:
+    """Parameter counts {"vision", "language", "total"} of a size (no weights allocated)."""
+    h, f, d = dims.hidden_size, dims.ffn_hidden_size, dims.head_dim
+    qkv_out = h + 2 * dims.num_query_groups * d
+    layer = 2 * h + h * qkv_out + qkv_out + h * h + 2 * h * f + f * h
+    embeddings = vocab_size * h * (1 if dims.tie_word_embeddings else 2)
+    language = embeddings + h + dims.num_layers * layer
+    v = dims.vision
+    hv, iv, merged = v.hidden_size, v.intermediate_size, v.hidden_size * v.spatial_merge_size**2
+    block = 2 * hv + (hv * 3 * hv + 3 * hv) + (hv * hv + hv) + 2 * (hv * iv + iv) + (iv * hv + hv)
+    patch_embed = 3 * v.temporal_patch_size * v.patch_size**2 * hv
+    merger = hv + (merged * merged + merged) + (merged * h + h)
+    vision = patch_embed + v.depth * block + merger
+    return {"vision": vision, "language": language, "total": vision + language}

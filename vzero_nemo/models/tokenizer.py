@@ -68,6 +68,35 @@ DEFAULT_SYSTEM = "You are a helpful assistant."
 
 
 @dataclass(frozen=True, slots=True)
+class SpecialTokenIds:
+    """Ids of Qwen2.5-VL's special tokens in one tokenizer."""
+
+    pad: int
+    """<|endoftext|>: padding (never attended to) and Qwen's bos id."""
+    im_start: int
+    im_end: int
+    """<|im_end|>: ends an assistant turn; generation stops here."""
+    vision_start: int
+    vision_end: int
+    vision_pad: int
+    image_pad: int
+    video_pad: int
+
+
+QWEN25VL_SPECIAL_IDS = SpecialTokenIds(
+    pad=151643,
+    im_start=151644,
+    im_end=151645,
+    vision_start=151652,
+    vision_end=151653,
+    vision_pad=151654,
+    image_pad=151655,
+    video_pad=151656,
+)
+"""The published checkpoints' ids (their tokenizer.json), used by the 7B / 32B / 72B sizes."""
+
+
+@dataclass(frozen=True, slots=True)
 class VLTokenizer:
     """A Qwen2.5-VL tokenizer (tiny or a checkpoint's) with its special-token ids.
 
@@ -87,6 +116,19 @@ class VLTokenizer:
     vision_pad_id: int
     image_pad_id: int
     video_pad_id: int
+
+    @property
+    def special_ids(self) -> SpecialTokenIds:
+        return SpecialTokenIds(
+            pad=self.pad_id,
+            im_start=self.im_start_id,
+            im_end=self.im_end_id,
+            vision_start=self.vision_start_id,
+            vision_end=self.vision_end_id,
+            vision_pad=self.vision_pad_id,
+            image_pad=self.image_pad_id,
+            video_pad=self.video_pad_id,
+        )
 
     @property
     def stop_ids(self) -> tuple[int, ...]:
@@ -139,6 +181,25 @@ def load_tokenizer(model_cfg: ModelConfig) -> VLTokenizer:
             )
         return tiny_tokenizer()
     return _load_local(str(path))
+
+
+def special_token_ids(
+    model_cfg: ModelConfig, tokenizer: VLTokenizer | None = None
+) -> SpecialTokenIds:
+    """The special-token ids the model of `model_cfg` is built with. tiny: its tokenizer's.
+    7B / 32B / 72B: the published ids (no tokenizer needed to build a model); a tokenizer that
+    is given or configured (`tokenizer_path` / `hf_path`) must agree with them."""
+    if model_cfg.size == "tiny":
+        return (tokenizer or load_tokenizer(model_cfg)).special_ids
+    if tokenizer is None and (model_cfg.tokenizer_path or model_cfg.hf_path):
+        tokenizer = load_tokenizer(model_cfg)
+    if tokenizer is not None and tokenizer.special_ids != QWEN25VL_SPECIAL_IDS:
+        raise ValueError(
+            f"tokenizer {tokenizer.name!r} has special ids {tokenizer.special_ids} but "
+            f"model.size={model_cfg.size!r} uses the published {QWEN25VL_SPECIAL_IDS}; use the "
+            "Qwen2.5-VL checkpoint's own tokenizer"
+        )
+    return QWEN25VL_SPECIAL_IDS
 
 
 @functools.lru_cache(maxsize=4)

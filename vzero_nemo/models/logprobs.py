@@ -1,0 +1,57 @@
+"""Token log-probs and entropy from vocabulary-parallel logits, without gathering them.
+
+Under tensor parallelism each rank holds logits for V / TP vocabulary entries. Both functions
+reduce over the tensor-parallel group with autograd-aware collectives (megatron-core), so they
+give the full-vocabulary values on every TP rank and their gradients flow to the local shard.
+At TP = 1 they equal `log_softmax(logits).gather(target)` and the softmax entropy.
+
+    logp_BT = token_logprobs(logits_BTV, target_BT)      # = -vocab_parallel_cross_entropy
+    ent_BT = token_entropy(logits_BTV)
+"""
+
+from __future__ import annotations
+
+import torch
+from megatron.core import parallel_state
+from megatron.core.tensor_parallel import (
+    reduce_from_tensor_model_parallel_region,
+    vocab_parallel_cross_entropy,
+)
+
+
+def _check(logits: torch.Tensor, target: torch.Tensor | None = None) -> None:
+    if logits.dim() < 2:
+        raise ValueError(f"logits must be (..., V_local), got shape {tuple(logits.shape)}")
+    if target is not None and target.shape != logits.shape[:-1]:
+        raise ValueError(
+            f"target shape {tuple(target.shape)} must equal logits shape without the vocab "
+            f"dimension, {tuple(logits.shape[:-1])}"
+        )
+
+
+def token_logprobs(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """log p(target) per position: logits (..., V / TP) of this rank's vocab shard, target
+    (...) long global token ids -> (...) float32. Differentiable w.r.t. logits."""
+    _check(logits, target)
+    # megatron's kernel edits its input in place in fp32; hand it a private fp32 copy.
+    return -vocab_parallel_cross_entropy(logits.float().clone(), target)
+
+
+def token_entropy(logits: torch.Tensor) -> torch.Tensor:
+    """Entropy of softmax(logits) per position over the FULL vocabulary: logits (..., V / TP)
+    -> (...) float32. Differentiable w.r.t. logits."""
+    _check(logits)
+    logits = logits.float()
+    # The max only stabilises exp(); it cancels exactly, so it needs no gradient.
+    global_max = logits.detach().amax(dim=-1)
+    torch.distributed.all_reduce(
+        global_max,
+        op=torch.distributed.ReduceOp.MAX,
+        group=parallel_state.get_tensor_model_parallel_group(),
+    )
+    shifted = logits - global_max.unsqueeze(-1)
+    exp = shifted.exp()
+    sum_exp = reduce_from_tensor_model_parallel_region(exp.sum(dim=-1))
+    sum_exp_logit = reduce_from_tensor_model_parallel_region((exp * shifted).sum(dim=-1))
+    # H = log Z - E[l] with l the shifted logits: both sums are over the full vocabulary.
+    return sum_exp.log() - sum_exp_logit / sum_exp
