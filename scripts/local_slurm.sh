@@ -88,9 +88,12 @@ write_config() {
   #   kill_invalid_depend: a job whose dependency can never be met is cancelled, not left
   #     pending forever.
   #   cred_expire=5: a requeued job waits cred_expire+1 s before it may start (default 120).
+  #   FirstJobId from the port: clusters on different ports number their jobs differently,
+  #     so their jobs' rendezvous ports (derived from job ids by the launcher) differ.
   #   Short scheduler/kill intervals keep the test tier fast.
   cat >"$CONF" <<EOF
 ClusterName=vzero
+FirstJobId=$(((CTLD_PORT % 1000) * 10 + 1))
 SlurmctldHost=$host(127.0.0.1)
 SlurmctldPort=$CTLD_PORT
 SlurmUser=root

@@ -22,11 +22,26 @@
 #      Slurm's own requeues (node failure) take the same path.
 #
 # Overrides travel as separate argv words from sbatch to Python: only "$@" and arrays, never
-# eval or unquoted expansion. The launch command is printed with printf %q before it runs.
+# eval or unquoted expansion. Trainer flags (words starting with --, e.g. --dry-run) are placed
+# before all overrides. The launch command is printed with printf %q before it runs.
 #
 # Logs: Slurm's --output (%x-%j.out, opened in append mode) gets one line per restart that
 # points to that restart's full log, `<VZERO_LOG_DIR>/<job name>-<job id>-restart<N>.log`,
 # so no restart overwrites another's log.
+#
+# Environment (the sbatch scripts' CONFIG blocks set the usual ones):
+#   VZERO_ROOT            repository root (default: the submit directory)
+#   VZERO_DEVICE          gpu (default) or cpu (gloo, no container, for tests and laptops)
+#   VZERO_LAUNCH          container (GPU default: VZERO_IMAGE through pyxis) or venv
+#   VZERO_VENV            venv for VZERO_LAUNCH=venv (default $VZERO_ROOT/.venv)
+#   VZERO_NPROC_PER_NODE  processes per node (GPU: SLURM_GPUS_ON_NODE or 8; CPU: 1)
+#   VZERO_DATA_DIR, VZERO_HF_PATH, VZERO_RUN_DIR, VZERO_CKPT_DIR -> data.path,
+#                         model.hf_path, logging.dir, checkpoint.dir (mounted in the container)
+#   VZERO_LOG_DIR         per-restart logs (default $VZERO_RUN_DIR/logs)
+#   VZERO_EXTRA_MOUNTS    more pyxis mounts, src:dst[,src:dst]
+#   VZERO_MASTER_ADDR, VZERO_RDZV_PORT   rendezvous address/port (default: first node's
+#                         NodeAddr, 20000 + job id % 10000)
+#   VZERO_MAX_RESTARTS    requeue limit (default 50); VZERO_RESIGNAL_S see node_launch.sh
 #
 # The helper functions below (vzero_die, vzero_log, vzero_print_cmd, vzero_head_node,
 # vzero_srun_prefix, vzero_run_step) take no training-specific input; other job scripts
@@ -102,16 +117,25 @@ vzero_srun_prefix() {
   esac
 }
 
+# Record Slurm's early-warning USR1 before any step runs (bash would otherwise die of it).
+vzero_trap_usr1_early() {
+  VZERO_GOT_USR1=0
+  trap 'VZERO_GOT_USR1=1; vzero_log "USR1 received before the training step started"' USR1
+}
+
 # Run `srun ...` in the background and wait for it, forwarding USR1 (Slurm's early-warning
 # signal) to it; srun passes it on to every task. Returns srun's exit status. Sets
-# VZERO_GOT_USR1=1 if the signal arrived.
+# VZERO_GOT_USR1=1 if the signal arrived (also before this step, see vzero_trap_usr1_early).
 vzero_run_step() {
-  VZERO_GOT_USR1=0
   local step_pid rc
   "$@" &
   step_pid=$!
   # shellcheck disable=SC2064  # expand step_pid now: the trap must target this step
   trap "VZERO_GOT_USR1=1; vzero_log 'USR1 received: asking the trainers to save and stop'; kill -USR1 $step_pid 2>/dev/null" USR1
+  if ((${VZERO_GOT_USR1:-0})); then
+    vzero_log "USR1 arrived earlier: asking the trainers to save and stop"
+    kill -USR1 "$step_pid" 2>/dev/null
+  fi
   while :; do
     wait "$step_pid"
     rc=$?
@@ -215,6 +239,7 @@ vzero_train() {
   local recipe="$1"
   shift
   vzero_require_slurm
+  vzero_trap_usr1_early
   [[ -n "$recipe" ]] || vzero_die "no recipe given to vzero_train"
   [[ -n "${VZERO_ROOT:-}" ]] || vzero_die "VZERO_ROOT must be set by the sbatch script"
   local root="$VZERO_ROOT" device="${VZERO_DEVICE:-gpu}" nproc python
@@ -285,7 +310,7 @@ vzero_train() {
 
   vzero_head_node
   # A port derived from the job id: two jobs sharing a node never collide.
-  local port="${VZERO_RDZV_PORT:-$((20000 + SLURM_JOB_ID % 20000))}"
+  local port="${VZERO_RDZV_PORT:-$((20000 + SLURM_JOB_ID % 10000))}"
   # c10d rendezvous assigns node ranks itself (no --node-rank); the store lives on the head.
   local torchrun=("$python" -m torch.distributed.run
     --nnodes="$SLURM_JOB_NUM_NODES" --nproc-per-node="$nproc"
