@@ -1,7 +1,8 @@
 """TP=2, PP=2, PP=2 x VPP=2 and DP=2 reproduce one process; a TP=1 checkpoint loads at TP=2.
 
-One reference process and one 2-rank launch (gloo, loopback) cover every layout; the
-worker (`_parallel_worker.py`) documents the model, the batch and what is compared.
+Two tiny models (a megatron-core GPT and Megatron-Bridge's Qwen2.5-VL, see
+`_parallel_models.py`): one reference process and one 2-rank launch (gloo, loopback) cover
+every layout of both; `_parallel_worker.py` documents what is compared.
 
     .venv/bin/python -m pytest tests/distributed/test_parallel_layouts.py -q
 """
@@ -17,7 +18,8 @@ pytestmark = pytest.mark.distributed
 
 WORKER = Path(__file__).with_name("_parallel_worker.py")
 TOLERANCE = 1e-5
-LAYOUTS = ("tp2", "pp2", "pp2_vpp2", "dp2")
+MODELS = ("gpt", "qwen25vl")
+LAYOUTS = {"gpt": ("tp2", "pp2", "pp2_vpp2", "dp2"), "qwen25vl": ("tp2", "pp2", "dp2")}
 QUANTITIES = ("logits", "loss", "grads", "grad_norm", "adam_weights")
 
 
@@ -28,27 +30,34 @@ def results(tmp_path_factory, launch) -> dict:
     launch(WORKER, 1, ["reference", "--out", str(out), *dump], out / "logs_ref", timeout_s=300)
     launch(WORKER, 2, ["compare", "--out", str(out), *dump], out / "logs_cmp", timeout_s=300)
     return {
-        "diffs": json.loads((out / "diffs.json").read_text()),
-        "scale": json.loads((out / "reference_scale.json").read_text()),
+        model: {
+            "diffs": json.loads((out / f"diffs_{model}.json").read_text()),
+            "scale": json.loads((out / f"reference_{model}.json").read_text()),
+        }
+        for model in MODELS
     }
 
 
-def test_reference_step_is_not_trivial(results):
-    scale = results["scale"]
+@pytest.mark.parametrize("model", MODELS)
+def test_reference_step_is_not_trivial(results, model):
+    scale = results[model]["scale"]
     assert scale["max_abs_grad"] > 1e-3
     assert scale["grad_norm"] > scale["clip_grad"], "clipping must be active in the step"
-    assert scale["max_abs_adam_update"] > 50 * TOLERANCE  # first Adam step moves by ~lr
+    assert scale["max_abs_adam_update"] > 50 * TOLERANCE  # the first Adam step moves ~lr
     assert scale["max_abs_logit"] > 0.1
 
 
 @pytest.mark.parametrize("quantity", QUANTITIES)
-@pytest.mark.parametrize("layout", LAYOUTS)
-def test_layout_matches_single_process(results, layout, quantity):
-    diff = results["diffs"][layout][quantity]
-    assert diff <= TOLERANCE, f"{layout} {quantity}: max |diff| {diff:.3g} > {TOLERANCE}"
+@pytest.mark.parametrize(
+    ("model", "layout"), [(model, layout) for model in MODELS for layout in LAYOUTS[model]]
+)
+def test_layout_matches_single_process(results, model, layout, quantity):
+    diff = results[model]["diffs"][layout][quantity]
+    assert diff <= TOLERANCE, f"{model} {layout} {quantity}: max |diff| {diff:.3g} > {TOLERANCE}"
 
 
-def test_tp1_checkpoint_reloads_at_tp2_bit_exact(results):
-    ckpt = results["diffs"]["ckpt_tp1_to_tp2"]
+@pytest.mark.parametrize("model", MODELS)
+def test_tp1_checkpoint_reloads_at_tp2_bit_exact(results, model):
+    ckpt = results[model]["diffs"]["ckpt_tp1_to_tp2"]
     assert ckpt["weights_before_load"] > 1e-2  # the TP=2 model started from other weights
     assert ckpt["weights"] == 0.0
