@@ -17,7 +17,8 @@
 #
 # Environment (all VZERO_DATA_*; the first four are required):
 #   DOMAIN, NUM_PAIRS, OUT, SEED   what to generate and where
-#   PAIRS_PER_SHARD (100), SHARDS_PER_TASK (10), VAL_FRACTION (0.1)
+#   PAIRS_PER_SHARD (100), SHARDS_PER_TASK (10), VAL_FRACTION (0.1),
+#   ENERGON (1: write megatron-energon metadata; 0: only manifest.json, for PairReader)
 # and VZERO_ROOT (repository root; default: the submit directory), PYTHON (default: python).
 #SBATCH --job-name=vzero_data_prep
 #SBATCH --array=0-9
@@ -47,6 +48,12 @@ SEED="${VZERO_DATA_SEED:?set VZERO_DATA_SEED}"
 PAIRS_PER_SHARD="${VZERO_DATA_PAIRS_PER_SHARD:-100}"
 SHARDS_PER_TASK="${VZERO_DATA_SHARDS_PER_TASK:-10}"
 VAL_FRACTION="${VZERO_DATA_VAL_FRACTION:-0.1}"
+ENERGON_FLAG=()
+case "${VZERO_DATA_ENERGON:-1}" in
+  1) ;;
+  0) ENERGON_FLAG=(--no-energon) ;;
+  *) vzero_die "VZERO_DATA_ENERGON='${VZERO_DATA_ENERGON}' must be 1 (write energon metadata) or 0" ;;
+esac
 
 for name in NUM_PAIRS SEED PAIRS_PER_SHARD SHARDS_PER_TASK; do
   [[ "${!name}" =~ ^[0-9]+$ ]] || vzero_die "VZERO_DATA_$name='${!name}' is not a non-negative integer"
@@ -59,8 +66,10 @@ WORKERS="${SLURM_CPUS_PER_TASK:-1}"
 
 if [[ "${VZERO_DATA_STEP:-}" == finalize ]]; then
   # The dependent step (a one-task array, so the header's --array is overridden).
-  vzero_print_cmd "$PYTHON" -m data_prep finalize "$OUT" --val-fraction "$VAL_FRACTION"
-  "$PYTHON" -m data_prep finalize "$OUT" --val-fraction "$VAL_FRACTION" --workers "$WORKERS"
+  cmd=("$PYTHON" -m data_prep finalize "$OUT" --val-fraction "$VAL_FRACTION" --workers "$WORKERS"
+    "${ENERGON_FLAG[@]}")
+  vzero_print_cmd "${cmd[@]}"
+  "${cmd[@]}"
   vzero_print_cmd "$PYTHON" -m data_prep verify "$OUT"
   exec "$PYTHON" -m data_prep verify "$OUT" --workers "$WORKERS"
 elif [[ -n "${SLURM_ARRAY_TASK_ID:-}" ]]; then
@@ -73,7 +82,8 @@ elif [[ -n "${SLURM_ARRAY_TASK_ID:-}" ]]; then
   fi
   cmd=("$PYTHON" -m data_prep generate --domain "$DOMAIN" --num-pairs "$NUM_PAIRS"
     --out "$OUT" --seed "$SEED" --pairs-per-shard "$PAIRS_PER_SHARD"
-    --shard-range "$FIRST:$LAST" --workers "$WORKERS" --val-fraction "$VAL_FRACTION" "$@")
+    --shard-range "$FIRST:$LAST" --workers "$WORKERS" --val-fraction "$VAL_FRACTION"
+    "${ENERGON_FLAG[@]}" "$@")
   vzero_print_cmd "${cmd[@]}"
   exec "${cmd[@]}"
 else
