@@ -174,6 +174,11 @@ nodes_idle() {
 }
 
 cmd_up() {
+  if pid_alive "$DIR/run/slurmctld.pid"; then
+    log "already up in $DIR"
+    echo "export SLURM_CONF=$CONF"
+    return 0
+  fi
   install_if_missing
   write_config
   start_munge
