@@ -31,8 +31,7 @@ def tiny_cpu() -> VZeroConfig:
     cfg.rollout.max_clue_tokens = 24
     cfg.rollout.max_vote_tokens = 16
     cfg.grpo.std_normalize = False
-    cfg.data.path = "runs/tiny_cpu/data/train"
-    cfg.data.val_path = "runs/tiny_cpu/data/val"
+    cfg.data.path = "runs/tiny_cpu/data"
     cfg.data.games_per_iteration = 16
     cfg.train.iterations = 20
     cfg.train.lr = 1e-4
@@ -46,7 +45,6 @@ def tiny_cpu_long() -> VZeroConfig:
     """The longer learning run (under an hour on 2 cores)."""
     cfg = tiny_cpu()
     cfg.logging.dir = "runs/tiny_cpu_long"
-    cfg.data.path = "runs/tiny_cpu_long/data/train"
-    cfg.data.val_path = "runs/tiny_cpu_long/data/val"
+    cfg.data.path = "runs/tiny_cpu_long/data"
     cfg.train.iterations = 80
     return cfg

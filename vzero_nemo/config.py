@@ -170,13 +170,13 @@ class SPOConfig:
 @dataclass(kw_only=True, slots=True)
 class DataConfig:
     path: str | None = None
-    """Directory of WebDataset shards written by `python -m data_prep generate`."""
+    """Directory of WebDataset shards written by `python -m data_prep generate` (its `train`
+    split is played)."""
     val_path: str | None = None
-    """Held-out shard directory for evaluation; None evaluates on no held-out set."""
+    """Shard directory whose `val` split holds the held-out evaluation pairs; None uses the
+    `val` split of `path`."""
     games_per_iteration: int = 32
     """Games (image pairs) per iteration over all data-parallel ranks."""
-    shuffle_buffer: int = 256
-    """Within-shard shuffle buffer of the reader."""
     seed: int | None = None
     """Data order seed; None uses `train.seed`."""
 

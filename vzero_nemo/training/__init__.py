@@ -1,0 +1,1 @@
+"""The Iterative-SPO trainer: rollout -> rewards -> advantages -> log-probs -> update."""

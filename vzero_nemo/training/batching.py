@@ -1,0 +1,152 @@
+"""Trained sequences and their micro-batches.
+
+A `TrainSequence` is one completed request: the rendered prompt (tokens + image patches), the
+sampled response ids (stop token included: we train on exactly the sampled ids) and the
+behaviour log-probs the sampler returned. `make_micro_batches` pads sequences on the right into
+fixed-shape micro-batches (every micro-batch of a step has the same (B, T), which pipeline
+parallelism needs for its point-to-point shapes; filler rows carry no loss).
+
+Alignment: `labels[b, t] = input_ids[b, t + 1]`; `loss_mask[b, t] = 1` where `labels[b, t]`
+is a response token. Per-token tensors (`old_logp`, `ref_logp`) use the same alignment.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import torch
+
+from vzero_nemo.config import ModelConfig
+from vzero_nemo.models.batch import causal_padding_mask, mrope_position_ids
+from vzero_nemo.models.chat import PromptInputs
+from vzero_nemo.models.sizes import dims_for
+from vzero_nemo.models.tokenizer import VLTokenizer
+
+
+@dataclass(slots=True)
+class TrainSequence:
+    prompt: PromptInputs
+    response_ids: list[int]
+    old_logp: list[float]
+    """Behaviour log-probs of `response_ids` (untempered, from the sampler)."""
+    advantage: float = 0.0
+    ref_logp: list[float] | None = None
+    meta: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if len(self.response_ids) != len(self.old_logp):
+            raise ValueError(
+                f"{len(self.response_ids)} response ids but {len(self.old_logp)} log-probs"
+            )
+
+    @property
+    def length(self) -> int:
+        return len(self.prompt) + len(self.response_ids)
+
+
+@dataclass(slots=True)
+class MicroBatch:
+    """Right-padded (B, T) tensors of one micro-batch; see the module docstring."""
+
+    input_ids: torch.Tensor
+    position_ids: torch.Tensor
+    attention_mask: torch.Tensor
+    labels: torch.Tensor
+    loss_mask: torch.Tensor
+    old_logp: torch.Tensor
+    ref_logp: torch.Tensor
+    advantages: torch.Tensor
+    pixel_values: torch.Tensor
+    image_grid_thw: torch.Tensor
+    rows: list[int]
+    """Index into the step's sequence list of each real row (filler rows are absent)."""
+
+    def to(self, device: torch.device) -> MicroBatch:
+        moved = {
+            name: getattr(self, name).to(device) if name != "rows" else self.rows
+            for name in self.__slots__
+        }
+        return MicroBatch(**moved)
+
+
+def make_micro_batches(
+    sequences: Sequence[TrainSequence],
+    tokenizer: VLTokenizer,
+    model_cfg: ModelConfig,
+    micro_batch_size: int,
+) -> list[MicroBatch]:
+    """Pad `sequences` into micro-batches of `micro_batch_size` rows and one common width."""
+    if not sequences:
+        return []
+    width = max(s.length for s in sequences)
+    if width > model_cfg.seq_length:
+        raise ValueError(
+            f"a sequence of {width} tokens exceeds model.seq_length={model_cfg.seq_length}; "
+            "raise model.seq_length or shorten rollout.max_clue_tokens / max_vote_tokens"
+        )
+    batches = []
+    for start in range(0, len(sequences), micro_batch_size):
+        rows = list(range(start, min(start + micro_batch_size, len(sequences))))
+        batches.append(
+            _collate(
+                [sequences[i] for i in rows], rows, tokenizer, model_cfg, width, micro_batch_size
+            )
+        )
+    return batches
+
+
+def _collate(
+    seqs: list[TrainSequence],
+    rows: list[int],
+    tokenizer: VLTokenizer,
+    model_cfg: ModelConfig,
+    width: int,
+    num_rows: int,
+) -> MicroBatch:
+    # Filler rows repeat the first sequence (so every row has an image) with no loss.
+    fill = seqs + [seqs[0]] * (num_rows - len(seqs))
+    input_ids = torch.full((num_rows, width), tokenizer.pad_id, dtype=torch.long)
+    real = torch.zeros((num_rows, width), dtype=torch.bool)
+    loss_mask = torch.zeros((num_rows, width), dtype=torch.float32)
+    old_logp = torch.zeros((num_rows, width), dtype=torch.float32)
+    ref_logp = torch.zeros((num_rows, width), dtype=torch.float32)
+    advantages = torch.zeros(num_rows, dtype=torch.float32)
+    for b, s in enumerate(fill):
+        p, r = len(s.prompt), len(s.response_ids)
+        input_ids[b, :p] = s.prompt.input_ids
+        input_ids[b, p : p + r] = torch.tensor(s.response_ids, dtype=torch.long)
+        real[b, : p + r] = True
+        if b >= len(seqs):
+            continue
+        # Position p - 1 predicts the first response token.
+        loss_mask[b, p - 1 : p + r - 1] = 1.0
+        old_logp[b, p - 1 : p + r - 1] = torch.tensor(s.old_logp)
+        if s.ref_logp is not None:
+            ref_logp[b, p - 1 : p + r - 1] = torch.tensor(s.ref_logp)
+        advantages[b] = s.advantage
+    labels = torch.roll(input_ids, shifts=-1, dims=1)
+    labels[:, -1] = tokenizer.pad_id
+    grid = torch.stack([s.prompt.image_grid_thw.reshape(3) for s in fill])
+    vision = dims_for(model_cfg.size).vision
+    position_ids, _ = mrope_position_ids(
+        input_ids,
+        real,
+        grid,
+        image_token_id=tokenizer.image_pad_id,
+        spatial_merge_size=vision.spatial_merge_size,
+        tokens_per_second=vision.tokens_per_second,
+    )
+    return MicroBatch(
+        input_ids=input_ids,
+        position_ids=position_ids,
+        attention_mask=causal_padding_mask(real),
+        labels=labels,
+        loss_mask=loss_mask,
+        old_logp=old_logp,
+        ref_logp=ref_logp,
+        advantages=advantages,
+        pixel_values=torch.cat([s.prompt.pixel_values for s in fill]),
+        image_grid_thw=grid,
+        rows=rows,
+    )

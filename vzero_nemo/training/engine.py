@@ -1,0 +1,196 @@
+"""The model-side machinery of a step: DDP + megatron-core optimizer, LR schedule, and
+forward/backward through megatron-core's pipeline schedule with TP/PP/DP.
+
+Loss normalisation is megatron's per-token mode (`calculate_per_token_loss=True`): each
+micro-batch's loss function returns (sum of its loss units, number of units, metrics); the
+schedule does not divide, DDP does not average, and `finalize_model_grads` divides every
+gradient by the units summed over all micro-batches and DP ranks. So the gradient is that of
+(sum over the global batch) / (global count), whatever the DP size and micro-batching.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.distributed as dist
+
+from vzero_nemo.config import VZeroConfig
+from vzero_nemo.parallel import cpu_compat
+from vzero_nemo.training.batching import MicroBatch
+
+LossFn = Callable[[MicroBatch, torch.Tensor], tuple[torch.Tensor, torch.Tensor, dict]]
+
+
+def compat_scope() -> contextlib.AbstractContextManager:
+    """CUDA -> CPU redirection around megatron calls that hard-code CUDA (CPU only)."""
+    return cpu_compat.cuda_redirect() if cpu_compat.is_installed() else contextlib.nullcontext()
+
+
+def wrap_ddp(model, cfg: VZeroConfig):
+    from megatron.core.distributed import DistributedDataParallel, DistributedDataParallelConfig
+
+    ddp_config = DistributedDataParallelConfig(
+        grad_reduce_in_fp32=True,
+        overlap_grad_reduce=False,
+        use_distributed_optimizer=cfg.parallel.use_distributed_optimizer,
+    )
+    with compat_scope():
+        return DistributedDataParallel(config=model.config, ddp_config=ddp_config, module=model)
+
+
+def build_optimizer(chunks: Sequence[Any], cfg: VZeroConfig):
+    """megatron-core AdamW (decoupled weight decay) + cosine/constant LR with linear warmup."""
+    from megatron.core.optimizer import OptimizerConfig, get_megatron_optimizer
+    from megatron.core.optimizer_param_scheduler import OptimizerParamScheduler
+
+    t = cfg.train
+    bf16 = cfg.model.params_dtype == "bf16"
+    opt_config = OptimizerConfig(
+        optimizer="adam",
+        lr=t.lr,
+        min_lr=t.min_lr,
+        weight_decay=t.weight_decay,
+        adam_beta1=t.adam_beta1,
+        adam_beta2=t.adam_beta2,
+        adam_eps=t.adam_eps,
+        clip_grad=t.grad_clip,
+        bf16=bf16,
+        params_dtype=torch.bfloat16 if bf16 else torch.float32,
+        use_distributed_optimizer=cfg.parallel.use_distributed_optimizer,
+    )
+    with compat_scope():
+        optimizer = get_megatron_optimizer(opt_config, list(chunks))
+    warmup = int(round(t.warmup_fraction * t.iterations))
+    scheduler = OptimizerParamScheduler(
+        optimizer,
+        init_lr=0.0 if warmup > 0 else t.lr,
+        max_lr=t.lr,
+        min_lr=t.min_lr,
+        lr_warmup_steps=warmup,
+        lr_decay_steps=t.iterations,
+        lr_decay_style="cosine" if t.lr_schedule == "cosine" else "constant",
+        start_wd=t.weight_decay,
+        end_wd=t.weight_decay,
+        wd_incr_steps=t.iterations,
+        wd_incr_style="constant",
+    )
+    return optimizer, scheduler
+
+
+def configure_model_config(chunks: Sequence[Any], optimizer) -> None:
+    """Hook the per-token loss mode and the grad finalisation into the model config."""
+    from megatron.core.distributed import finalize_model_grads
+
+    config = chunks[0].config
+    config.calculate_per_token_loss = True
+    config.finalize_model_grads_func = finalize_model_grads
+    config.grad_scale_func = optimizer.scale_loss
+    if len(chunks) == 1:
+        config.no_sync_func = chunks[0].no_sync
+
+
+@dataclass(slots=True)
+class ScheduleResult:
+    metrics: list[dict[str, torch.Tensor]]
+    """The loss functions' metric dicts (last pipeline stage only; empty elsewhere)."""
+
+
+def run_schedule(
+    chunks: Sequence[Any],
+    micro_batches: Sequence[MicroBatch],
+    loss_fn: LossFn,
+    *,
+    forward_only: bool,
+    device: torch.device,
+) -> ScheduleResult:
+    """Forward (and backward unless `forward_only`) of every micro-batch through the
+    pipeline schedule. The model is called with labels and returns per-token cross entropy
+    (B, T) on the last stage; `loss_fn(micro_batch, ce_BT)` turns it into the loss."""
+    from megatron.core.pipeline_parallel import get_forward_backward_func
+
+    if not micro_batches:
+        return ScheduleResult(metrics=[])
+
+    def forward_step(data_iterator: Iterator[MicroBatch], model):
+        mb = next(data_iterator).to(device)
+        output = model(
+            mb.input_ids,
+            mb.position_ids,
+            mb.attention_mask,
+            pixel_values=mb.pixel_values,
+            image_grid_thw=mb.image_grid_thw,
+            labels=mb.labels,
+        )
+        return output, functools.partial(loss_fn, mb)
+
+    rows, width = micro_batches[0].input_ids.shape
+    forward_backward = get_forward_backward_func()
+    context = torch.no_grad() if forward_only else contextlib.nullcontext()
+    with compat_scope(), context:
+        store = forward_backward(
+            forward_step_func=forward_step,
+            data_iterator=iter(micro_batches),
+            model=list(chunks),
+            num_microbatches=len(micro_batches),
+            seq_length=width,
+            micro_batch_size=rows,
+            forward_only=forward_only,
+        )
+    return ScheduleResult(metrics=list(store or []))
+
+
+def grads_are_finite(chunks: Sequence[Any]) -> bool:
+    """True when every gradient buffer of this rank is finite (all ranks agree after the
+    world all-reduce)."""
+    bad = torch.zeros(1)
+    for chunk in chunks:
+        for buffer in getattr(chunk, "buffers", []):
+            if not torch.isfinite(buffer.grad_data).all():
+                bad += 1
+    if dist.is_initialized():
+        dist.all_reduce(bad)
+    return float(bad) == 0.0
+
+
+def zero_grads(chunks: Sequence[Any], optimizer) -> None:
+    for chunk in chunks:
+        chunk.zero_grad_buffer()
+    optimizer.zero_grad()
+
+
+def optimizer_step(optimizer, scheduler) -> tuple[bool, float]:
+    """(applied, grad_norm). One LR-schedule step per optimizer step."""
+    with compat_scope():
+        applied, grad_norm, _ = optimizer.step()
+    if applied:
+        scheduler.step(increment=1)
+    return bool(applied), float(grad_norm) if grad_norm is not None else float("nan")
+
+
+def reduce_metrics(metrics: list[dict[str, torch.Tensor]]) -> dict[str, float]:
+    """Sum [sum, count] metric pairs over micro-batches and DP ranks, then divide.
+
+    Metrics live on the last pipeline stage; the sums travel over the world group (other
+    stages contribute zeros), so every rank gets the same numbers."""
+    names = sorted({k for m in metrics for k in m})
+    if dist.is_initialized():
+        # Every rank must agree on the names: gather them from the last stage.
+        gathered: list[Any] = [None] * dist.get_world_size()
+        dist.all_gather_object(gathered, names)
+        names = sorted({n for g in gathered for n in g})
+    totals = torch.zeros(len(names), 2, dtype=torch.float64)
+    for m in metrics:
+        for i, name in enumerate(names):
+            if name in m:
+                totals[i] += m[name].detach().to(torch.float64).cpu().reshape(2)
+    if dist.is_initialized():
+        dist.all_reduce(totals)
+    return {
+        name: float(totals[i, 0] / totals[i, 1]) if totals[i, 1] > 0 else float("nan")
+        for i, name in enumerate(names)
+    }

@@ -1,0 +1,212 @@
+"""Pre-train the tiny VLM on generic grounding skills: a stand-in for VLM pre-training.
+
+    python -m vzero_nemo.training.pretrain --recipe tiny_cpu --steps 300 --out runs/tiny_cpu/pretrained
+
+No pretrained VLM weights are reachable offline, so the tiny model learns, from the data
+generators' ground truth, what any instruction-tuned VLM already knows:
+
+- describe: in the game's own clue prompt (any seat, role and history), name one object of
+  the image it is shown: `<answer>red cube</answer>`;
+- grounding QA: "Is there a <colour> <shape>?" -> `<answer>yes|no</answer>`;
+- answer format of a vote, with grounded reasoning: in the game's vote prompt, check each
+  clue against the image (`<think>1 yes 2 no 3 yes 4 yes</think>`), then answer with a
+  player number drawn UNIFORMLY AT RANDOM. The target never names the spy: which seat is the
+  spy, and that a clue contradicting the image points to it, is left to self-play.
+
+The model is trained with the same megatron-core schedule, optimizer and dist-checkpoint code
+as self-play; the output is a weights-only checkpoint for `model.init_checkpoint`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import sys
+import time
+from dataclasses import dataclass
+
+import torch
+
+from vzero_nemo.config import VZeroConfig
+from vzero_nemo.data.schema import CLEVR_COLORS, CLEVR_SHAPES
+from vzero_nemo.game.prompts import PromptBuilder, messages
+from vzero_nemo.game.roles import Clue
+from vzero_nemo.models.chat import render_chat
+from vzero_nemo.training import checkpoint as ckpt
+from vzero_nemo.training import engine
+from vzero_nemo.training.batching import MicroBatch, TrainSequence, make_micro_batches
+from vzero_nemo.training.rollout import GamePair
+
+TASKS = ("describe", "exists", "vote")
+
+
+@dataclass(frozen=True, slots=True)
+class Example:
+    task: str
+    messages: list
+    image: str
+    target: str
+
+
+def _phrase(obj: dict) -> str:
+    return f"{obj['color']} {obj['shape']}"
+
+
+def _present(scene: dict) -> set[str]:
+    return {_phrase(o) for o in scene["objects"]}
+
+
+def _absent_phrase(scene: dict, rng: random.Random) -> str:
+    present = _present(scene)
+    while True:
+        phrase = f"{rng.choice(CLEVR_COLORS)} {rng.choice(CLEVR_SHAPES)}"
+        if phrase not in present:
+            return phrase
+
+
+def make_example(pair: GamePair, cfg: VZeroConfig, rng: random.Random, task: str) -> Example:
+    """One supervised example of `task` on `pair` (clevr truth with object lists)."""
+    if pair.truth.domain != "clevr":
+        raise ValueError(f"pre-training tasks need clevr pairs, got domain {pair.truth.domain!r}")
+    game = cfg.game
+    builder = PromptBuilder(game)
+    n = game.num_players
+    original, modified = pair.truth.original, pair.truth.modified
+    if task == "describe":
+        seat = rng.randrange(n)
+        role = rng.choice(["civilian", "spy"])
+        scene = modified if role == "spy" else original
+        round_index = rng.randrange(game.num_clue_rounds)
+        earlier = [
+            Clue(r, s, _phrase(rng.choice(original["objects"])), True)
+            for r in range(round_index + 1)
+            for s in range(n)
+            if (r, s) < (round_index, seat)
+        ]
+        text = builder.clue_text("clevr", seat, role, round_index, earlier, ())
+        target = f"<answer>{_phrase(rng.choice(scene['objects']))}</answer>"
+        image = "modified" if role == "spy" else "original"
+        return Example(task, messages(builder.system, text), image, target)
+    if task == "exists":
+        scene = original
+        yes = rng.random() < 0.5
+        phrase = _phrase(rng.choice(scene["objects"])) if yes else _absent_phrase(scene, rng)
+        text = f"Is there a {phrase}? Use <answer></answer>."
+        target = f"<answer>{'yes' if yes else 'no'}</answer>"
+        return Example(task, messages(None, text), "original", target)
+    if task == "vote":
+        clues = []
+        checks = []
+        for r in range(game.num_clue_rounds):
+            for s in range(n):
+                true_clue = rng.random() < 0.7
+                phrase = (
+                    _phrase(rng.choice(original["objects"]))
+                    if true_clue
+                    else _absent_phrase(original, rng)
+                )
+                clues.append(Clue(r, s, phrase, True))
+                checks.append(f"{s + 1} {'yes' if true_clue else 'no'}")
+        text = builder.vote_text("clevr", -1, "observer", clues, ())
+        answer = rng.randrange(n) + 1  # format only: never the spy
+        target = f"<think>{' '.join(checks)}</think><answer>{answer}</answer>"
+        return Example(task, messages(builder.system, text), "original", target)
+    raise ValueError(f"unknown pre-training task {task!r}; expected one of {TASKS}")
+
+
+def to_sequence(example: Example, pair: GamePair, cfg: VZeroConfig, tokenizer) -> TrainSequence:
+    prompt = render_chat(example.messages, tokenizer, pair.image(example.image), cfg.model)
+    target = tokenizer.encode(example.target) + [tokenizer.im_end_id]
+    return TrainSequence(prompt, target, [0.0] * len(target), meta={"task": example.task})
+
+
+def nll_loss(mb: MicroBatch, ce_BT: torch.Tensor):
+    """Summed token NLL of the targets; megatron divides by the global token count."""
+    mask = mb.loss_mask
+    total = (ce_BT.float() * mask).sum()
+    tokens = mask.sum()
+    return total, tokens.round().to(torch.int), {"nll": torch.stack([total.detach(), tokens])}
+
+
+@dataclass(slots=True)
+class PretrainResult:
+    steps: int
+    final_nll: float
+    seconds: float
+
+
+def pretrain(
+    cfg: VZeroConfig,
+    pairs: list[GamePair],
+    *,
+    steps: int,
+    batch_size: int,
+    out_dir: str,
+    seed: int = 0,
+    log_every: int = 25,
+) -> PretrainResult:
+    """Supervised pre-training on `pairs`; saves a weights-only checkpoint to `out_dir`."""
+    from vzero_nemo.training.setup import build_stack
+
+    stack = build_stack(cfg, with_reference=False)
+    rng = random.Random(seed + 1000 * stack.par.dp_rank)
+    start = time.perf_counter()
+    nll = float("nan")
+    for step in range(steps):
+        seqs = []
+        for _ in range(batch_size):
+            pair = rng.choice(pairs)
+            task = rng.choice(TASKS)
+            seqs.append(to_sequence(make_example(pair, cfg, rng, task), pair, cfg, stack.tokenizer))
+        batches = make_micro_batches(seqs, stack.tokenizer, cfg.model, cfg.train.micro_batch_size)
+        engine.zero_grads(stack.policy, stack.optimizer)
+        result = engine.run_schedule(
+            stack.policy, batches, nll_loss, forward_only=False, device=stack.par.device
+        )
+        nll = engine.reduce_metrics(result.metrics)["nll"]
+        engine.optimizer_step(stack.optimizer, stack.scheduler)
+        if stack.par.is_main and (step % log_every == 0 or step == steps - 1):
+            elapsed = time.perf_counter() - start
+            print(f"[pretrain] step {step + 1}/{steps} nll {nll:.3f} ({elapsed:.0f} s)", flush=True)
+    with engine.compat_scope():
+        ckpt.save_weights(out_dir, stack.policy)
+    return PretrainResult(steps=steps, final_nll=nll, seconds=time.perf_counter() - start)
+
+
+def main(argv: list[str] | None = None) -> int:
+    from recipes import get_recipe
+    from vzero_nemo.training.data_source import GameSource
+
+    parser = argparse.ArgumentParser(prog="python -m vzero_nemo.training.pretrain")
+    parser.add_argument("--recipe", default="tiny_cpu")
+    parser.add_argument("--steps", type=int, default=300)
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--num-pairs", type=int, default=512, help="pairs drawn from data.path")
+    parser.add_argument("--lr", type=float, default=3e-3)
+    parser.add_argument("--out", required=True, help="weights checkpoint directory to write")
+    parser.add_argument("overrides", nargs="*")
+    args = parser.parse_args(argv)
+    cfg = get_recipe(args.recipe)
+    cfg.apply_overrides(
+        [
+            f"train.lr={args.lr}",
+            f"train.iterations={args.steps}",
+            "train.warmup_fraction=0.05",
+            "train.min_lr=0",
+            *args.overrides,
+        ]
+    )
+    cfg.finalize(int(__import__("os").environ.get("WORLD_SIZE", "1")))
+    assert cfg.data.path is not None and cfg.data.seed is not None
+    source = GameSource(cfg.data.path, dp_rank=0, dp_size=1, seed=cfg.data.seed)
+    pairs = source.next_pairs(args.num_pairs)
+    result = pretrain(cfg, pairs, steps=args.steps, batch_size=args.batch_size, out_dir=args.out)
+    print(
+        f"[pretrain] done: {result.steps} steps, nll {result.final_nll:.3f}, "
+        f"{result.seconds:.0f} s -> {args.out}"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,136 @@
+"""Play one batch of games with the policy: every turn is one batched generation call.
+
+    rollout = play_games(policy, pairs, cfg, tokenizer, seed=..., generator=...)
+
+The game environment (`vzero_nemo.game.env.GameBatch`) emits the requests of a turn for all
+games and seats; they are rendered with the model's chat template and the image each request
+names, generated in one call (`vzero_nemo.generation.generate`), decoded to text and submitted
+back. The result keeps, per request, the prompt, the sampled ids and their log-probs, so the
+trained tokens are exactly the sampled tokens (no re-tokenisation of decoded text).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from PIL import Image
+
+from vzero_nemo.config import ModelConfig, VZeroConfig
+from vzero_nemo.data.schema import Truth
+from vzero_nemo.game.env import GameBatch, TrainingSample
+from vzero_nemo.generation.generate import generate
+from vzero_nemo.generation.sampling import SamplingParams
+from vzero_nemo.models.batch import collate_prompts
+from vzero_nemo.models.chat import PromptInputs, render_chat
+from vzero_nemo.models.tokenizer import VLTokenizer
+from vzero_nemo.training.batching import TrainSequence
+
+
+@dataclass(frozen=True, slots=True)
+class GamePair:
+    """One image pair ready to play: decoded RGB images + ground truth."""
+
+    key: str
+    original: Image.Image
+    modified: Image.Image
+    truth: Truth
+
+    def image(self, name: str) -> Image.Image:
+        if name == "original":
+            return self.original
+        if name == "modified":
+            return self.modified
+        if name == "blank":
+            return Image.fromarray(
+                np.zeros((self.original.height, self.original.width, 3), dtype=np.uint8)
+            )
+        raise ValueError(f"unknown image name {name!r}; expected original, modified or blank")
+
+
+@dataclass(slots=True)
+class Rollout:
+    env: GameBatch
+    samples: list[TrainingSample]
+    sequences: dict[str, TrainSequence]
+    """request_id -> prompt + sampled response + behaviour log-probs."""
+    num_generated_tokens: int
+    completions: dict[str, str]
+
+
+def generate_texts(
+    model,
+    prompts: Sequence[PromptInputs],
+    tokenizer: VLTokenizer,
+    params: SamplingParams,
+    generator: torch.Generator,
+    max_batch: int,
+    model_cfg: ModelConfig,
+) -> tuple[list[list[int]], list[list[float]]]:
+    """Sample continuations of `prompts` in chunks of at most `max_batch` rows."""
+    token_ids: list[list[int]] = []
+    logprobs: list[list[float]] = []
+    for start in range(0, len(prompts), max_batch):
+        chunk = prompts[start : start + max_batch]
+        batch = collate_prompts(chunk, tokenizer, model_cfg)
+        out = generate(model, batch, params, generator)
+        token_ids.extend(out.token_ids)
+        logprobs.extend(out.logprobs)
+    return token_ids, logprobs
+
+
+def decode_completion(tokenizer: VLTokenizer, ids: Sequence[int]) -> str:
+    """Text of a sampled response without its stop token."""
+    stop = set(tokenizer.stop_ids)
+    body = [t for t in ids if t not in stop]
+    return tokenizer.decode(body, skip_special_tokens=False)
+
+
+def play_games(
+    model,
+    pairs: Sequence[GamePair],
+    cfg: VZeroConfig,
+    tokenizer: VLTokenizer,
+    *,
+    seed: int,
+    generator: torch.Generator,
+    max_batch: int = 256,
+) -> Rollout:
+    env = GameBatch([p.truth for p in pairs], cfg.game, seed, grpo=cfg.grpo)
+    sequences: dict[str, TrainSequence] = {}
+    completions: dict[str, str] = {}
+    num_tokens = 0
+    while not env.done:
+        requests = env.pending_requests()
+        stage = env.stage
+        params = SamplingParams(
+            temperature=cfg.rollout.temperature,
+            top_p=cfg.rollout.top_p,
+            max_new_tokens=(
+                cfg.rollout.max_clue_tokens if stage == "clue" else cfg.rollout.max_vote_tokens
+            ),
+            stop_token_ids=tokenizer.stop_ids,
+        )
+        prompts = [
+            render_chat(r.messages, tokenizer, pairs[r.game_index].image(r.image), cfg.model)
+            for r in requests
+        ]
+        ids, logps = generate_texts(
+            model, prompts, tokenizer, params, generator, max_batch, cfg.model
+        )
+        turn = {}
+        for request, prompt, resp, logp in zip(requests, prompts, ids, logps):
+            sequences[request.request_id] = TrainSequence(prompt, list(resp), list(logp))
+            turn[request.request_id] = decode_completion(tokenizer, resp)
+            num_tokens += len(resp)
+        completions.update(turn)
+        env.submit(turn)
+    return Rollout(
+        env=env,
+        samples=env.training_samples(),
+        sequences=sequences,
+        num_generated_tokens=num_tokens,
+        completions=completions,
+    )

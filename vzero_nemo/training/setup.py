@@ -1,0 +1,69 @@
+"""Build the policy stack of a run: process groups, tokenizer, policy and reference chunks,
+DDP, megatron-core optimizer and LR schedule. Shared by self-play and pre-training."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from megatron.core.enums import ModelType
+
+from vzero_nemo.config import VZeroConfig
+from vzero_nemo.models.provider import build_policy
+from vzero_nemo.models.tokenizer import load_tokenizer
+from vzero_nemo.parallel.groups import ParallelState, initialize_parallel, seed_all
+from vzero_nemo.training import checkpoint as ckpt
+from vzero_nemo.training import engine
+
+
+@dataclass(slots=True)
+class PolicyStack:
+    par: ParallelState
+    tokenizer: Any
+    policy: list[Any]
+    reference: list[Any] | None
+    optimizer: Any
+    scheduler: Any
+
+
+def build_chunks(cfg: VZeroConfig, tokenizer) -> list[Any]:
+    """This rank's model chunks, initialised from the seeded CPU generator."""
+    seed_all(cfg.train.seed)  # the reference is built from the same seed: same weights
+    vpp = cfg.parallel.virtual_pipeline_model_parallel_size
+    stages = [None] if vpp is None else list(range(vpp))
+    chunks = []
+    for vp_stage in stages:
+        model = build_policy(cfg.model, cfg.parallel, vp_stage=vp_stage, tokenizer=tokenizer)
+        model.model_type = ModelType.encoder_or_decoder  # what megatron's schedules look up
+        chunks.append(model.to(_device()))
+    return chunks
+
+
+def _device():
+    from vzero_nemo.parallel.groups import get_parallel_state
+
+    return get_parallel_state().device
+
+
+def build_stack(cfg: VZeroConfig, *, with_reference: bool) -> PolicyStack:
+    par = initialize_parallel(cfg.parallel, cfg.train.seed)
+    tokenizer = load_tokenizer(cfg.model)
+    policy = build_chunks(cfg, tokenizer)
+    reference = build_chunks(cfg, tokenizer) if with_reference else None
+    if cfg.model.init_checkpoint is not None:
+        with engine.compat_scope():
+            ckpt.load_weights(cfg.model.init_checkpoint, policy)
+            if reference is not None:
+                ckpt.load_weights(cfg.model.init_checkpoint, reference)
+    if reference is not None:
+        for chunk in reference:
+            chunk.eval()
+            chunk.config.calculate_per_token_loss = True
+            for p in chunk.parameters():
+                p.requires_grad_(False)
+            if cfg.model.offload_reference and par.device.type == "cuda":
+                chunk.to("cpu")
+    policy = [engine.wrap_ddp(chunk, cfg) for chunk in policy]
+    optimizer, scheduler = engine.build_optimizer(policy, cfg)
+    engine.configure_model_config(policy, optimizer)
+    return PolicyStack(par, tokenizer, policy, reference, optimizer, scheduler)

@@ -1,0 +1,400 @@
+"""The Iterative-SPO trainer: state, setup, one iteration as named steps, checkpoints.
+
+One iteration (`run_iteration`):
+
+    next_pairs -> play_games (clue turns, then votes; one generation call per turn)
+    -> reduce_game_metrics (exact sums over DP ranks)
+    -> assign_advantages (RAE for clue samples, group z-scores / means for votes)
+    -> score_reference (frozen reference log-probs of the trained tokens)
+    -> train_step (megatron-core schedule, per-token loss over the global batch, AdamW)
+    -> controller.update (Iterative-SPO decides the next stage)
+
+Both stages are rolled out every iteration (clue rewards need votes); only the active stage's
+samples get gradients. The RAE baselines are updated every iteration from the global clue
+rewards, so they track the current reward level when the clue stage becomes active.
+Per-iteration seeds (spy seats, sampling) derive from (train.seed, iteration, DP rank), so a
+resumed run repeats the uninterrupted run exactly.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from vzero_nemo.algorithms.advantages import RoleBaselines, group_advantages, group_index
+from vzero_nemo.algorithms.losses import policy_loss
+from vzero_nemo.algorithms.spo import StageController
+from vzero_nemo.config import VZeroConfig
+from vzero_nemo.parallel.groups import ParallelState, all_reduce_sum
+from vzero_nemo.training import checkpoint as ckpt
+from vzero_nemo.training import engine
+from vzero_nemo.training.batching import MicroBatch, TrainSequence, make_micro_batches
+from vzero_nemo.training.data_source import GameSource
+from vzero_nemo.training.metrics_log import MetricsLogger
+from vzero_nemo.training.rollout import Rollout, play_games
+
+# Checkpoint fields that must match to resume; TP/PP changes are resharded by
+# dist-checkpointing.
+RESHARDABLE = ("tensor_model_parallel_size", "pipeline_model_parallel_size")
+
+
+def iteration_seed(base_seed: int, iteration: int, dp_rank: int) -> int:
+    """Seed of one iteration's spy seats and sampling on one DP rank (all TP/PP ranks of
+    the same DP rank agree)."""
+    return (base_seed * 1_000_003 + iteration * 7919 + dp_rank * 104_729) % (2**31 - 1)
+
+
+@dataclass(slots=True)
+class TrainerState:
+    """Everything besides weights and optimizer that a resumed run needs."""
+
+    iteration: int = 0
+    """Completed iterations."""
+    baselines: RoleBaselines = field(default_factory=RoleBaselines)
+    controller: StageController | None = None
+    run_id: str = ""
+    nonfinite_in_a_row: int = 0
+    skipped_steps: int = 0
+
+    def to_dict(self, data_states: list[dict], scheduler_state: dict) -> dict[str, Any]:
+        assert self.controller is not None
+        return {
+            "iteration": self.iteration,
+            "baselines": self.baselines.state_dict(),
+            "controller": self.controller.state_dict(),
+            "run_id": self.run_id,
+            "nonfinite_in_a_row": self.nonfinite_in_a_row,
+            "skipped_steps": self.skipped_steps,
+            "data": data_states,
+            "scheduler": scheduler_state,
+        }
+
+
+@dataclass(slots=True)
+class Trainer:
+    cfg: VZeroConfig
+    par: ParallelState
+    tokenizer: Any
+    policy: list[Any]
+    """DDP-wrapped model chunks (one per virtual pipeline stage)."""
+    reference: list[Any]
+    """The frozen initial policy (eval mode, no grads)."""
+    optimizer: Any
+    scheduler: Any
+    source: GameSource
+    state: TrainerState
+    logger: MetricsLogger | None = None
+    timers: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def games_per_rank(self) -> int:
+        return self.cfg.data.games_per_iteration // self.par.dp_size
+
+    def meta(self) -> dict[str, Any]:
+        p = self.cfg.parallel
+        return {
+            "recipe": self.cfg.recipe,
+            "model_size": self.cfg.model.size,
+            "vocab_size": len(self.tokenizer),
+            "tensor_model_parallel_size": p.tensor_model_parallel_size,
+            "pipeline_model_parallel_size": p.pipeline_model_parallel_size,
+            "data_parallel_size": p.data_parallel_size,
+        }
+
+
+# ---------------------------------------------------------------------- one iteration
+
+
+@dataclass(slots=True)
+class IterationResult:
+    metrics: dict[str, float]
+    rollout: Rollout
+
+
+def reduce_game_metrics(env_metrics: dict[str, float]) -> dict[str, float]:
+    """Global game statistics from every DP rank's raw counts (exact sums, then divide)."""
+    keys = sorted(k for k in env_metrics if k.startswith("count/"))
+    totals = all_reduce_sum(torch.tensor([env_metrics[k] for k in keys], dtype=torch.float64))
+    c = {k.removeprefix("count/"): float(v) for k, v in zip(keys, totals.tolist())}
+    votes, turns = max(c["votes"], 1.0), max(c["clue_turns"], 1.0)
+    return {
+        "game/decision_accuracy": c["decision_credit"] / max(c["games"], 1.0),
+        "game/vote_accuracy": c["votes_spy"] / votes,
+        "game/na_rate": c["votes_na"] / votes,
+        "game/invalid_vote_rate": c["votes_invalid"] / votes,
+        "game/clue_parse_failure_rate": c["clue_parse_failures"] / turns,
+        "game/clue_format_ok_rate": c["clue_format_ok"] / turns,
+        "reward/clue_spy": c["clue_reward_spy"] / max(c["spy_seats"], 1.0),
+        "reward/clue_civilian": c["clue_reward_civilian"] / max(c["civilian_seats"], 1.0),
+        "reward/decision": c["decision_reward"] / votes,
+        "game/votes_received_spy": c["votes_received_spy"] / max(c["spy_seats"], 1.0),
+        "game/votes_received_civilian": c["votes_received_civilian"]
+        / max(c["civilian_seats"], 1.0),
+        "game/games": c["games"],
+        "game/votes": c["votes"],
+    }
+
+
+def assign_advantages(tr: Trainer, rollout: Rollout, stage: str) -> list[TrainSequence]:
+    """Advantages of every sample; returns the active stage's sequences to train."""
+    cfg = tr.cfg
+    clue = [s for s in rollout.samples if s.stage == "clue"]
+    votes = [s for s in rollout.samples if s.stage == "decision"]
+    sums = torch.tensor(
+        [
+            sum(s.reward for s in clue if s.role == "spy"),
+            sum(1 for s in clue if s.role == "spy"),
+            sum(s.reward for s in clue if s.role != "spy"),
+            sum(1 for s in clue if s.role != "spy"),
+        ],
+        dtype=torch.float64,
+    )
+    g = all_reduce_sum(sums).tolist()
+    tr.state.baselines.update(g[0] / max(g[1], 1.0), g[2] / max(g[3], 1.0))
+    if clue:
+        adv = tr.state.baselines.advantages(
+            torch.tensor([s.reward for s in clue], dtype=torch.float64),
+            torch.tensor([s.role == "spy" for s in clue]),
+        )
+        for s, a in zip(clue, adv.tolist()):
+            rollout.sequences[s.request_id].advantage = a
+    if votes:
+        index, _ = group_index([s.group_id for s in votes])
+        adv = group_advantages(
+            torch.tensor([s.reward for s in votes], dtype=torch.float64),
+            index,
+            std_normalize=cfg.grpo.std_normalize,
+        )
+        for s, a in zip(votes, adv.tolist()):
+            rollout.sequences[s.request_id].advantage = a
+    active = clue if stage == "clue" else votes
+    for s in active:
+        rollout.sequences[s.request_id].meta = {"role": s.role, "stage": s.stage}
+    return [rollout.sequences[s.request_id] for s in active]
+
+
+def _micro_batches(tr: Trainer, sequences: list[TrainSequence]) -> list[MicroBatch]:
+    return make_micro_batches(sequences, tr.tokenizer, tr.cfg.model, tr.cfg.train.micro_batch_size)
+
+
+def score_reference(tr: Trainer, sequences: list[TrainSequence]) -> None:
+    """Fill `ref_logp` of each sequence with the frozen reference's log-probs (last stage)."""
+    if tr.cfg.grpo.kl_coef == 0 or not sequences:
+        return
+    batches = _micro_batches(tr, sequences)
+    collected: list[tuple[MicroBatch, torch.Tensor]] = []
+
+    def keep_logp(mb: MicroBatch, ce_BT: torch.Tensor):
+        collected.append((mb, (-ce_BT).detach().float().cpu()))
+        return ce_BT.sum() * 0.0, torch.tensor(1, dtype=torch.int), {}
+
+    with reference_on_device(tr):
+        engine.run_schedule(
+            tr.reference, batches, keep_logp, forward_only=True, device=tr.par.device
+        )
+    for mb, logp_BT in collected:
+        for b, row in enumerate(mb.rows):
+            seq = sequences[row]
+            p, r = len(seq.prompt), len(seq.response_ids)
+            seq.ref_logp = logp_BT[b, p - 1 : p + r - 1].tolist()
+
+
+class reference_on_device:
+    """Move an offloaded reference model onto the GPU for its forward, then back."""
+
+    def __init__(self, tr: Trainer) -> None:
+        self.tr = tr
+        self.offload = tr.cfg.model.offload_reference and tr.par.device.type == "cuda"
+
+    def __enter__(self) -> None:
+        if self.offload:
+            for chunk in self.tr.reference:
+                chunk.to(self.tr.par.device)
+
+    def __exit__(self, *exc) -> None:
+        if self.offload:
+            for chunk in self.tr.reference:
+                chunk.to("cpu")
+            torch.cuda.empty_cache()
+
+
+def train_step(tr: Trainer, sequences: list[TrainSequence]) -> dict[str, float]:
+    """Forward/backward of the active stage's sequences and one optimizer step.
+
+    A non-finite loss or gradient skips the step (counted); `train.max_consecutive_nonfinite`
+    skipped steps in a row abort the run."""
+    cfg = tr.cfg
+    batches = _micro_batches(tr, sequences)
+
+    def loss_fn(mb: MicroBatch, ce_BT: torch.Tensor):
+        logp_BT = -ce_BT.float()
+        loss, units, metrics = policy_loss(
+            logp_BT,
+            mb.advantages,
+            mb.loss_mask,
+            cfg.grpo,
+            old_logp_BT=mb.old_logp,
+            ref_logp_BT=mb.ref_logp,
+        )
+        metrics["loss"] = torch.stack([loss.detach(), units.to(loss.dtype)])
+        old_gap = ((logp_BT.detach() - mb.old_logp).abs() * mb.loss_mask).sum()
+        metrics["old_logp_abs_diff"] = torch.stack([old_gap, mb.loss_mask.sum()])
+        return loss, units.round().to(torch.int), metrics
+
+    engine.zero_grads(tr.policy, tr.optimizer)
+    result = engine.run_schedule(
+        tr.policy, batches, loss_fn, forward_only=False, device=tr.par.device
+    )
+    metrics = engine.reduce_metrics(result.metrics)
+    finite = engine.grads_are_finite(tr.policy) and all(
+        v == v and abs(v) != float("inf") for k, v in metrics.items() if k == "loss"
+    )
+    out = {f"train/{k}": v for k, v in metrics.items()}
+    if not finite:
+        tr.state.nonfinite_in_a_row += 1
+        tr.state.skipped_steps += 1
+        engine.zero_grads(tr.policy, tr.optimizer)
+        if tr.state.nonfinite_in_a_row >= cfg.train.max_consecutive_nonfinite:
+            raise FloatingPointError(
+                f"{tr.state.nonfinite_in_a_row} consecutive steps with a non-finite loss or "
+                "gradient (train.max_consecutive_nonfinite); lower train.lr or inspect the data"
+            )
+        out.update({"train/step_applied": 0.0, "train/grad_norm": float("nan")})
+        return out
+    tr.state.nonfinite_in_a_row = 0
+    applied, grad_norm = engine.optimizer_step(tr.optimizer, tr.scheduler)
+    out.update({"train/step_applied": float(applied), "train/grad_norm": grad_norm})
+    return out
+
+
+def response_stats(rollout: Rollout) -> dict[str, float]:
+    """Mean response length per stage and the Monte-Carlo entropy estimate (mean negative
+    log-prob of the sampled tokens under the untempered policy), over this rank's samples."""
+    out: dict[str, float] = {}
+    for stage in ("clue", "decision"):
+        seqs = [rollout.sequences[s.request_id] for s in rollout.samples if s.stage == stage]
+        tokens = sum(len(s.response_ids) for s in seqs)
+        nll = -sum(sum(s.old_logp) for s in seqs)
+        sums = all_reduce_sum(torch.tensor([tokens, len(seqs), nll], dtype=torch.float64))
+        t, n, h = sums.tolist()
+        out[f"response/{stage}_tokens_mean"] = t / max(n, 1.0)
+        out[f"response/{stage}_entropy_mc"] = h / max(t, 1.0)
+    return out
+
+
+def run_iteration(tr: Trainer) -> IterationResult:
+    cfg, st = tr.cfg, tr.state
+    assert st.controller is not None
+    t0 = time.perf_counter()
+    stage = st.controller.stage
+    seed = iteration_seed(cfg.train.seed, st.iteration, tr.par.dp_rank)
+    pairs = tr.source.next_pairs(tr.games_per_rank)
+    t_data = time.perf_counter()
+    generator = torch.Generator().manual_seed(seed)
+    rollout = play_games(tr.policy, pairs, cfg, tr.tokenizer, seed=seed, generator=generator)
+    t_rollout = time.perf_counter()
+    metrics = reduce_game_metrics(rollout.env.metrics())
+    sequences = assign_advantages(tr, rollout, stage)
+    score_reference(tr, sequences)
+    t_logp = time.perf_counter()
+    metrics.update(train_step(tr, sequences))
+    t_train = time.perf_counter()
+    next_stage = st.controller.update(metrics["game/decision_accuracy"], metrics["game/na_rate"])
+    generated = all_reduce_sum(float(rollout.num_generated_tokens))
+    st.iteration += 1
+    t_end = time.perf_counter()
+    metrics.update(response_stats(rollout))
+    metrics.update(st.controller.metrics())
+    metrics.update(
+        {
+            "iteration": st.iteration,
+            "stage": stage,
+            "next_stage": next_stage,
+            "rae/baseline_spy": st.baselines.spy,
+            "rae/baseline_civilian": st.baselines.civilian,
+            "train/lr": tr.optimizer.param_groups[0]["lr"],
+            "train/num_sequences": all_reduce_sum(float(len(sequences))),
+            "train/skipped_steps": float(st.skipped_steps),
+            "data/corrupt_shards": float(tr.source.num_corrupt_shards),
+            "perf/rollout_tokens_per_s": generated / max(t_rollout - t_data, 1e-9),
+            "time/data_s": t_data - t0,
+            "time/rollout_s": t_rollout - t_data,
+            "time/logprobs_s": t_logp - t_rollout,
+            "time/train_s": t_train - t_logp,
+            "time/other_s": (t_data - t0) + (t_end - t_train),
+            "time/iteration_s": t_end - t0,
+        }
+    )
+    return IterationResult(metrics=metrics, rollout=rollout)
+
+
+# ---------------------------------------------------------------------- checkpoints
+
+
+def sharded_state_dict(tr: Trainer, *, loading: bool = False) -> dict[str, Any]:
+    sd: dict[str, Any] = {}
+    if len(tr.policy) == 1:
+        sd["model"] = tr.policy[0].sharded_state_dict()
+    else:
+        for i, chunk in enumerate(tr.policy):
+            sd[f"model{i}"] = chunk.sharded_state_dict()
+    sd["optimizer"] = tr.optimizer.sharded_state_dict(sd, is_loading=loading)
+    return sd
+
+
+def save(tr: Trainer) -> Path:
+    from vzero_nemo.parallel.groups import all_gather_objects
+
+    data_states = all_gather_objects(tr.source.state_dict(), group="dp")
+    state = tr.state.to_dict(data_states, tr.scheduler.state_dict())
+    with engine.compat_scope():
+        path = ckpt.save_checkpoint(
+            tr.cfg.checkpoint.dir,
+            tr.state.iteration,
+            sharded_state_dict(tr),
+            state,
+            tr.meta(),
+            tr.cfg.checkpoint.keep_last,
+        )
+    return path
+
+
+def resume(tr: Trainer, path: Path) -> list[str]:
+    """Load weights, optimizer and trainer state from `path`; returns resharded fields."""
+    resharded = ckpt.check_meta(path, tr.meta(), RESHARDABLE)
+    state = ckpt.read_trainer_state(path)
+    if len(state["data"]) != tr.par.dp_size:
+        raise ckpt.CheckpointMismatch(
+            f"checkpoint {path} holds data positions of {len(state['data'])} DP ranks, this run "
+            f"has {tr.par.dp_size}; resume with the same data-parallel size"
+        )
+    with engine.compat_scope():
+        loaded = ckpt.load_checkpoint(path, sharded_state_dict(tr, loading=True))
+    if len(tr.policy) == 1:
+        tr.policy[0].load_state_dict(loaded["model"])
+    else:
+        for i, chunk in enumerate(tr.policy):
+            chunk.load_state_dict(loaded[f"model{i}"])
+    tr.optimizer.load_state_dict(loaded["optimizer"])
+    tr.scheduler.load_state_dict(state["scheduler"])
+    tr.source.load_state_dict(state["data"][tr.par.dp_rank])
+    assert tr.state.controller is not None
+    tr.state.iteration = int(state["iteration"])
+    tr.state.baselines.load_state_dict(state["baselines"])
+    tr.state.controller.load_state_dict(state["controller"])
+    tr.state.run_id = state["run_id"]
+    tr.state.nonfinite_in_a_row = int(state["nonfinite_in_a_row"])
+    tr.state.skipped_steps = int(state["skipped_steps"])
+    return resharded
+
+
+def new_state(cfg: VZeroConfig, run_id: str) -> TrainerState:
+    return TrainerState(
+        baselines=RoleBaselines.from_config(cfg.grpo),
+        controller=StageController(cfg.spo),
+        run_id=run_id,
+    )
