@@ -58,6 +58,23 @@ class PromptBatch:
         """(B, 1, T, T) bool Megatron attention mask (True = masked): causal + padding."""
         return causal_padding_mask(self.attention_mask)
 
+    def rows(self, start: int, stop: int) -> PromptBatch:
+        """Rows [start, stop) as a batch of the same width (a micro-batch)."""
+        if not 0 <= start < stop <= self.input_ids.shape[0]:
+            raise ValueError(f"rows [{start}, {stop}) outside a batch of {self.input_ids.shape[0]}")
+        patches = torch.cat(
+            [torch.zeros(1, dtype=torch.long), self.image_grid_thw.prod(-1).cumsum(0)]
+        )
+        return PromptBatch(
+            input_ids=self.input_ids[start:stop],
+            attention_mask=self.attention_mask[start:stop],
+            position_ids=self.position_ids[:, start:stop],
+            next_position=self.next_position[start:stop],
+            pixel_values=self.pixel_values[int(patches[start]) : int(patches[stop])],
+            image_grid_thw=self.image_grid_thw[start:stop],
+            lengths=self.lengths[start:stop],
+        )
+
 
 def causal_padding_mask(attention_mask: torch.Tensor) -> torch.Tensor:
     """(B, T) bool real-token mask -> (B, 1, T, T) bool, True where attention is forbidden:

@@ -28,6 +28,7 @@ cpu_compat.install()  # before Megatron-Bridge is imported (no-op with CUDA)
 from megatron.bridge.models.gpt_provider import local_layer_spec  # noqa: E402
 from megatron.bridge.models.qwen_vl.qwen25_vl_provider import Qwen25VLModelProvider  # noqa: E402
 from megatron.core import parallel_state  # noqa: E402
+from megatron.core.enums import ModelType  # noqa: E402
 from megatron.core.process_groups_config import ProcessGroupCollection  # noqa: E402
 from megatron.core.transformer.enums import AttnBackend  # noqa: E402
 from transformers.models.qwen2_5_vl.configuration_qwen2_5_vl import (  # noqa: E402
@@ -61,6 +62,7 @@ class VZeroQwen25VLProvider(Qwen25VLModelProvider):
         model = VZeroQwen25VLModel(
             self, pre_process=pre_process, post_process=post_process, vp_stage=vp_stage
         )
+        model.model_type = ModelType.encoder_or_decoder  # read by megatron's schedules
         if self.freeze_language_model or self.freeze_vision_model or self.freeze_vision_projection:
             model.freeze(
                 freeze_language_model=self.freeze_language_model,

@@ -80,6 +80,20 @@ def test_next_position_is_the_appended_tokens_position():
         assert torch.equal(extended.position_ids[:, :, -2 + k], want)
 
 
+def test_rows_is_the_micro_batch_of_those_prompts():
+    tok = tiny_tokenizer()
+    batch = collate_prompts(PROMPTS, tok, CFG)
+    part = batch.rows(1, 3)
+    width = batch.input_ids.shape[1]
+    alone = collate_prompts(PROMPTS[1:], tok, CFG)
+    assert part.input_ids.shape == (2, width)
+    assert torch.equal(part.pixel_values, alone.pixel_values)
+    assert torch.equal(part.position_ids[..., -alone.input_ids.shape[1] :], alone.position_ids)
+    assert torch.equal(part.image_grid_thw, alone.image_grid_thw)
+    with pytest.raises(ValueError, match="outside"):
+        batch.rows(2, 5)
+
+
 def test_causal_padding_mask():
     valid = torch.tensor([[False, True, True], [True, True, True]])
     mask = causal_padding_mask(valid)
