@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import multiprocessing as mp
+import os
 import shutil
 import time
 
@@ -32,36 +33,57 @@ CASES: dict[str, tuple[str, dict]] = {
 DEFAULT_CASES = ("clevr", "clevr_grid", "chart", "chart_bar", "real")
 
 
-def _make(task: tuple[str, int, int, dict]) -> PairSample:
+def _make(task: tuple[str, int, int, dict]) -> tuple[PairSample, float]:
+    """One pair and the CPU seconds its worker spent on it."""
     from data_prep.generators import GENERATORS
 
     domain, seed, index, options = task
-    return GENERATORS[domain](seed, index, **options)
+    start = _cpu_s()
+    sample = GENERATORS[domain](seed, index, **options)
+    return sample, _cpu_s() - start
+
+
+def _cpu_s() -> float:
+    """CPU seconds of this process and its finished children (Blender runs as a child)."""
+    t = os.times()
+    return t.user + t.system + t.children_user + t.children_system
 
 
 def time_case(
     domain: str, options: dict, num_pairs: int, workers: int, seed: int = 0
-) -> tuple[float, list[PairSample]]:
-    """(pairs per second, samples) for `num_pairs` pairs made by `workers` processes."""
+) -> tuple[float, float, list[PairSample]]:
+    """(pairs per wall second, mean CPU seconds per pair, samples) with `workers` processes."""
     ctx = mp.get_context("spawn")
     with ctx.Pool(workers) as pool:
         warm = [(domain, seed, 10_000_000 + w, options) for w in range(workers)]
         pool.map(_make, warm, chunksize=1)
         tasks = [(domain, seed, i, options) for i in range(num_pairs)]
         start = time.perf_counter()
-        samples = pool.map(_make, tasks, chunksize=1)
+        made = pool.map(_make, tasks, chunksize=1)
         elapsed = time.perf_counter() - start
-    return num_pairs / elapsed, samples
+    cpu_s = sum(c for _, c in made) / num_pairs
+    return num_pairs / elapsed, cpu_s, [s for s, _ in made]
 
 
-def decode_rate(samples: list[PairSample], repeats: int = 3) -> float:
-    """Pairs per second for decoding both PNGs of each sample to RGB arrays."""
-    start = time.perf_counter()
+def decode_rate(samples: list[PairSample], repeats: int = 3) -> tuple[float, float]:
+    """(pairs per wall second, CPU seconds per pair) decoding both PNGs to RGB arrays."""
+    start, cpu = time.perf_counter(), time.process_time()
     for _ in range(repeats):
         for s in samples:
             decode_png(s.original_png)
             decode_png(s.modified_png)
-    return repeats * len(samples) / (time.perf_counter() - start)
+    n = repeats * len(samples)
+    return n / (time.perf_counter() - start), (time.process_time() - cpu) / n
+
+
+def _entry(rate: float, cpu_s: float, num_pairs: int, workers: int) -> dict:
+    return {
+        "pairs_per_s": rate,
+        "cpu_ms_per_pair": 1000.0 * cpu_s,
+        "cpu_bound_pairs_per_s": workers / max(cpu_s, 1e-9),
+        "num_pairs": num_pairs,
+        "workers": workers,
+    }
 
 
 def run_bench(
@@ -71,10 +93,13 @@ def run_bench(
     blender_pairs: int = 2,
     seed: int = 0,
 ) -> dict[str, dict]:
-    """Measure each case; returns {case: {"pairs_per_s", "num_pairs", "workers"}}.
+    """Measure each case; returns {case: {"pairs_per_s", "cpu_ms_per_pair", "cpu_bound_pairs_per_s",
+    "num_pairs", "workers"}}.
 
-    Also "decode_<case>" entries (one process) for every generated case, and, when blender is
-    on PATH, "clevr_blender" on the first `blender_pairs` clevr scenes.
+    pairs_per_s is wall-clock; cpu_bound_pairs_per_s = workers / CPU time per pair, the rate
+    on otherwise idle cores (the two differ when other work shares the machine). Also
+    "decode_<case>" entries (one process) for every generated case, and, when blender is on
+    PATH, "clevr_blender" on the first `blender_pairs` clevr scenes.
     """
     if num_pairs < 1 or workers < 1:
         raise ValueError(f"num_pairs={num_pairs} and workers={workers} must be >= 1")
@@ -86,16 +111,12 @@ def run_bench(
         domain, options = CASES[case]
         n = blender_pairs if case == "clevr_blender" else num_pairs
         if case == "clevr_blender" and shutil.which("blender") is None:
-            results[case] = {"pairs_per_s": None, "num_pairs": 0, "workers": workers,
-                             "note": "no blender executable on PATH"}  # fmt: skip
+            results[case] = {"pairs_per_s": None, "note": "no blender executable on PATH"}
             continue
-        rate, samples = time_case(domain, options, n, workers, seed)
-        results[case] = {"pairs_per_s": rate, "num_pairs": n, "workers": workers}
-        results[f"decode_{case}"] = {
-            "pairs_per_s": decode_rate(samples),
-            "num_pairs": len(samples),
-            "workers": 1,
-        }
+        rate, cpu_s, samples = time_case(domain, options, n, workers, seed)
+        results[case] = _entry(rate, cpu_s, n, workers)
+        decode, decode_cpu_s = decode_rate(samples)
+        results[f"decode_{case}"] = _entry(decode, decode_cpu_s, len(samples), 1)
     return results
 
 
@@ -112,10 +133,17 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     cases = tuple(args.domains) if args.domains else (*DEFAULT_CASES, "clevr_blender")
     results = run_bench(args.num_pairs, args.workers, cases, args.blender_pairs, args.seed)
-    print(f"{'case':<22}{'pairs/s':>10}{'pairs':>8}{'workers':>9}")
+    print(
+        f"{'case':<22}{'pairs/s':>9}{'cpu ms/pair':>13}{'cpu-bound/s':>13}{'pairs':>7}{'workers':>9}"
+    )
     for case, r in results.items():
-        rate = "absent" if r["pairs_per_s"] is None else f"{r['pairs_per_s']:.1f}"
-        print(f"{case:<22}{rate:>10}{r['num_pairs']:>8}{r['workers']:>9}  {r.get('note', '')}")
+        if r["pairs_per_s"] is None:
+            print(f"{case:<22}{'absent':>9}  {r['note']}")
+            continue
+        print(
+            f"{case:<22}{r['pairs_per_s']:>9.1f}{r['cpu_ms_per_pair']:>13.1f}"
+            f"{r['cpu_bound_pairs_per_s']:>13.1f}{r['num_pairs']:>7}{r['workers']:>9}"
+        )
     return 0
 
 

@@ -74,7 +74,7 @@ _ALBEDO = {k: (np.asarray(v) / 255.0) ** 2.2 for k, v in COLOR_RGB.items()}
 
 @dataclass(slots=True)
 class _StageBuffers:
-    origins: np.ndarray  # (Hs, Ws, 3) float32
+    origins: np.ndarray  # (Hs, Ws, 3) float32; (1, 3) for a perspective camera (one eye)
     dirs: np.ndarray  # (Hs, Ws, 3) float32, unit
     floor_t: np.ndarray  # (Hs, Ws) distance to the floor (inf when the ray misses it)
     floor_rgb: np.ndarray  # (Hs, Ws) unshadowed floor radiance (grey)
@@ -93,7 +93,7 @@ def _buffers(stage: Stage, ss: int) -> _StageBuffers:
         t = stage.tan_half_fov
         dirs = fwd + (sx * t)[..., None] * right + (sy * t * aspect)[..., None] * up
         dirs /= np.linalg.norm(dirs, axis=-1, keepdims=True)
-        origins = np.broadcast_to(pos, dirs.shape).copy()
+        origins = np.broadcast_to(pos, dirs.shape)
     else:
         h = stage.ortho_half_width
         origins = pos + (sx * h)[..., None] * right + (sy * h * aspect)[..., None] * up
@@ -109,7 +109,7 @@ def _buffers(stage: Stage, ss: int) -> _StageBuffers:
     falloff = (np.asarray(stage.light)[2] / dist) ** 1.5  # brighter under the lamp
     floor_rgb = FLOOR_ALBEDO * (0.28 + 0.85 * cos_l * falloff)
     return _StageBuffers(
-        origins.astype(np.float32),
+        (origins[:1, :1, :] if stage.tan_half_fov > 0 else origins).astype(np.float32),
         dirs.astype(np.float32),
         floor_t.astype(np.float32),
         floor_rgb.astype(np.float32),
@@ -117,30 +117,21 @@ def _buffers(stage: Stage, ss: int) -> _StageBuffers:
 
 
 def _hit_sphere(o, d, r):
-    b = np.einsum("ij,ij->i", o, d)
-    c = np.einsum("ij,ij->i", o, o) - r * r
+    b = (o * d).sum(axis=1)
+    c = (o * o).sum(axis=1) - r * r
     disc = b * b - c
     t = -b - np.sqrt(np.maximum(disc, 0.0))
-    t = np.where((disc >= 0) & (t > 0), t, np.inf)
-    n = (o + np.where(np.isfinite(t), t, 0.0)[:, None] * d) / r
-    return t, n
+    return np.where((disc >= 0) & (t > 0), t, np.inf)
 
 
-def _hit_box(o, d, half):
+def _hit_box(o, d, h):
     d = np.where(np.abs(d) < 1e-12, 1e-12, d)
     inv = 1.0 / d
-    t1 = (-half - o) * inv
-    t2 = (half - o) * inv
-    tn = np.minimum(t1, t2)
-    tf = np.maximum(t1, t2)
-    tnear = tn.max(axis=1)
-    tfar = tf.min(axis=1)
-    t = np.where((tnear <= tfar) & (tnear > 0), tnear, np.inf)
-    axis = tn.argmax(axis=1)
-    rows = np.arange(o.shape[0])
-    n = np.zeros_like(o)
-    n[rows, axis] = -np.sign(d[rows, axis])
-    return t, n
+    t1 = (-h - o) * inv
+    t2 = (h - o) * inv
+    tnear = np.minimum(t1, t2).max(axis=1)
+    tfar = np.maximum(t1, t2).min(axis=1)
+    return np.where((tnear <= tfar) & (tnear > 0), tnear, np.inf)
 
 
 def _hit_cylinder(o, d, r, h):
@@ -158,32 +149,45 @@ def _hit_cylinder(o, d, r, h):
     xt = o[:, 0] + tt * d[:, 0]
     yt = o[:, 1] + tt * d[:, 1]
     cap = (tt > 0) & (xt * xt + yt * yt <= r * r)
-    tt = np.where(cap, tt, np.inf)
-    t = np.minimum(ts, tt)
-    p = o + np.where(np.isfinite(t), t, 0.0)[:, None] * d
-    n_side = np.stack([p[:, 0] / r, p[:, 1] / r, np.zeros_like(t)], axis=1)
-    n_cap = np.zeros_like(o)
-    n_cap[:, 2] = -np.sign(dz)
-    n = np.where((ts <= tt)[:, None], n_side, n_cap)
-    return t, n
+    return np.minimum(ts, np.where(cap, tt, np.inf))
 
 
-def _intersect(body: Body, o_world, d_world):
-    """Ray hits (t, world normal) for rays given as (N, 3) arrays."""
+def _intersect(body: Body, o_world, d_world) -> np.ndarray:
+    """Distance to the first hit (inf for a miss) of rays with origins (N, 3) or (1, 3) and
+    unit directions (N, 3)."""
     hz = half_height(body.shape, body.radius)
-    rot = rotation_matrix(body.rotation_deg)
-    center = np.array([body.x, body.y, hz])
+    rot = rotation_matrix(body.rotation_deg).astype(np.float32)
+    center = np.array([body.x, body.y, hz], dtype=np.float32)
     o = (o_world - center) @ rot
     d = d_world @ rot
     if body.shape == "sphere":
-        t, n = _hit_sphere(o, d, body.radius)
+        return _hit_sphere(o, d, body.radius)
+    if body.shape == "cube":
+        return _hit_box(o, d, np.float32(hz))
+    if body.shape == "cylinder":
+        return _hit_cylinder(o, d, body.radius, hz)
+    raise ValueError(f"unknown shape {body.shape!r}")
+
+
+def _normal_at(body: Body, p_world: np.ndarray) -> np.ndarray:
+    """World normals at points (N, 3) on the object's surface."""
+    hz = half_height(body.shape, body.radius)
+    rot = rotation_matrix(body.rotation_deg).astype(np.float32)
+    p = (p_world - np.array([body.x, body.y, hz], dtype=np.float32)) @ rot
+    if body.shape == "sphere":
+        n = p / body.radius
     elif body.shape == "cube":
-        t, n = _hit_box(o, d, np.array([hz, hz, hz]))
-    elif body.shape == "cylinder":
-        t, n = _hit_cylinder(o, d, body.radius, hz)
-    else:
-        raise ValueError(f"unknown shape {body.shape!r}")
-    return t, n @ rot.T
+        axis = np.abs(p).argmax(axis=1)
+        rows = np.arange(len(p))
+        n = np.zeros_like(p)
+        n[rows, axis] = np.sign(p[rows, axis])
+    else:  # cylinder: side points lie at radius r; cap points at |z| = h, inside the rim
+        radial = np.sqrt(p[:, 0] ** 2 + p[:, 1] ** 2) + 1e-12
+        tol = 2e-3 * body.radius
+        cap = (np.abs(p[:, 2]) > hz - tol) & (radial < body.radius - tol)
+        n = np.stack([p[:, 0] / radial, p[:, 1] / radial, np.zeros(len(p), p.dtype)], axis=1)
+        n[cap] = np.stack([np.zeros(cap.sum()), np.zeros(cap.sum()), np.sign(p[cap, 2])], axis=1)
+    return n @ rot.T
 
 
 def screen_bounds(stage: Stage, body: Body) -> tuple[float, float, float, float]:
@@ -210,6 +214,12 @@ class Coverage:
         return np.bincount(self.ids[self.ids >= 0], minlength=n) / self.ss**2
 
 
+def _origins(buf: _StageBuffers, sl: tuple[slice, slice]) -> np.ndarray:
+    if buf.origins.shape[0] == 1:
+        return buf.origins.reshape(1, 3)
+    return buf.origins[sl].reshape(-1, 3)
+
+
 def rasterize(stage: Stage, bodies: list[Body], ss: int) -> Coverage:
     """Intersect every sub-pixel ray with the objects; keep the nearest hit."""
     buf = _buffers(stage, ss)
@@ -227,7 +237,7 @@ def rasterize(stage: Stage, bodies: list[Body], ss: int) -> Coverage:
             continue
         sl = (slice(r0, r1), slice(c0, c1))
         shape2 = (r1 - r0, c1 - c0)
-        t, _ = _intersect(body, buf.origins[sl].reshape(-1, 3), buf.dirs[sl].reshape(-1, 3))
+        t = _intersect(body, _origins(buf, sl), buf.dirs[sl].reshape(-1, 3))
         t = t.reshape(shape2)
         hit = np.isfinite(t)
         counts[k] = hit.sum() / ss**2
@@ -421,16 +431,18 @@ def render(
         floor = floor * (1.0 - (SHADOW_STRENGTH / 255.0) * dark)
     flat = np.flatnonzero(raster.ids >= 0)
     pix = _pixel_of_sample(h, w, ss)[flat]
-    o = buf.origins.reshape(-1, 3)[flat]
+    o = buf.origins.reshape(-1, 3)
+    o = o if len(o) == 1 else o[flat]
     d = buf.dirs.reshape(-1, 3)[flat]
     ids = raster.ids.reshape(-1)[flat]
-    # Normals of the visible samples only: intersect each object again with the rays it won.
+    t = raster.depth.reshape(-1)[flat]
+    hits = o + t[:, None] * d
     normals = np.empty_like(d)
     for k, body in enumerate(bodies):
         won = ids == k
         if won.any():
-            normals[won] = _intersect(body, o[won], d[won])[1]
-    colour = _shade_objects(stage, bodies, o, d, raster.depth.reshape(-1)[flat], normals, ids)
+            normals[won] = _normal_at(body, hits[won])
+    colour = _shade_objects(stage, bodies, o, d, t, normals, ids)
     inv = 1.0 / ss**2
     floor_weight = 1.0 - np.bincount(pix, minlength=h * w).reshape(h, w) * inv
     lin = np.empty((h, w, 3), dtype=np.float32)

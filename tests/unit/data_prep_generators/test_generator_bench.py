@@ -11,7 +11,10 @@ def test_bench_reports_generation_and_decode_rates(capsys):
     results = run_bench(num_pairs=3, workers=1, cases=("clevr_grid",))
     assert set(results) == {"clevr_grid", "decode_clevr_grid"}
     assert results["clevr_grid"]["num_pairs"] == 3
-    assert results["clevr_grid"]["pairs_per_s"] > 0.5
+    grid = results["clevr_grid"]
+    assert grid["pairs_per_s"] > 0.5
+    assert 0.5 < grid["cpu_ms_per_pair"] < 2000
+    assert grid["cpu_bound_pairs_per_s"] == pytest.approx(1000 / grid["cpu_ms_per_pair"])
     assert results["decode_clevr_grid"]["pairs_per_s"] > 50
     with pytest.raises(ValueError, match="unknown bench cases"):
         run_bench(num_pairs=1, cases=("clevr_huge",))
