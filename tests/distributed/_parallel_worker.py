@@ -156,7 +156,10 @@ def _run_schedule(model: TinyModel, chunks, mbs, *, forward_only: bool, with_lab
 
     iterators = [iter(mbs) for _ in chunks]
     return get_forward_backward_func()(
-        forward_step_func=partial(forward_step, model, with_labels=with_labels),
+        # The schedule runs inside cuda_redirect(); the model's forward runs outside it.
+        forward_step_func=cpu_compat.outside_cuda_redirect(
+            partial(forward_step, model, with_labels=with_labels)
+        ),
         data_iterator=iterators if len(iterators) > 1 else iterators[0],
         model=chunks,
         num_microbatches=len(mbs),

@@ -82,6 +82,25 @@ def test_cuda_redirect_scopes_device_cuda_to_cpu():
 
 
 @needs_cpu_only
+def test_outside_cuda_redirect_leaves_the_mode_for_the_body_only():
+    cpu_compat.install()
+
+    @cpu_compat.outside_cuda_redirect
+    def make_cuda_tensor(n: int) -> torch.Tensor:
+        return torch.zeros(n, device="cuda")
+
+    with cpu_compat.cuda_redirect():
+        with pytest.raises((RuntimeError, AssertionError)):
+            make_cuda_tensor(2)  # no redirect inside: CUDA is absent
+        with cpu_compat.suspend_cuda_redirect():
+            with pytest.raises((RuntimeError, AssertionError)):
+                torch.zeros(1, device="cuda")
+        assert torch.zeros(1, device="cuda").device.type == "cpu"  # back in the mode
+    with cpu_compat.suspend_cuda_redirect():  # outside any redirect: a no-op
+        assert torch.zeros(1).device.type == "cpu"
+
+
+@needs_cpu_only
 def test_causal_mask_builders_are_cpu_and_correct():
     cpu_compat.install()
     import megatron.core.fusions.fused_softmax as fused_softmax

@@ -35,7 +35,8 @@ stack runs unmodified. Without CUDA it applies, once per process, exactly these 
    (a warm-up tensor), the pipeline schedule (token counters) and dist-checkpoint loading
    create tensors that way. The mode costs ~10 us per torch call, so wrap only those calls
    (optimizer construction and `step()`, DDP construction, `forward_backward_func`,
-   dist-checkpoint load/save), never the model's forward on its own.
+   dist-checkpoint load/save), and decorate the `forward_step_func` a schedule runs with
+   `outside_cuda_redirect` so the model's forward never pays for it.
 5. **RNG.** Megatron's CUDA RNG tracker reads and writes `torch.cuda` generator state;
    `seed_model_parallel_rng(seed)` seeds with `model_parallel_cuda_manual_seed(seed,
    inference_rng_tracker=True)` whose tracker forks nothing. With
@@ -60,13 +61,14 @@ import functools
 import importlib
 import sys
 import types
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import torch
 from torch.overrides import TorchFunctionMode
 
 TE_SHIM_VERSION = "2.12.0"
+_SHIM_DOC = "CPU import shim registered by vzero_nemo.parallel.cpu_compat."
 
 # megatron-core modules whose transformer_engine probe is a bare `import transformer_engine`
 # (the shim would satisfy it): import them while the import still fails.
@@ -165,14 +167,14 @@ def _unavailable_class(qualname: str) -> type:
 def _new_module(name: str) -> types.ModuleType:
     module = types.ModuleType(name)
     module.__path__ = []  # a package: submodule imports consult sys.modules, then fail
-    module.__doc__ = "CPU import shim registered by vzero_nemo.parallel.cpu_compat."
+    module.__doc__ = _SHIM_DOC
     return module
 
 
 def _register_transformer_engine_shim() -> None:
     if "transformer_engine" in sys.modules:
         existing = sys.modules["transformer_engine"]
-        if getattr(existing, "__doc__", "") != _new_module("x").__doc__:
+        if getattr(existing, "__doc__", None) != _SHIM_DOC:
             raise RuntimeError("a real transformer_engine is importable; CUDA should be present")
         return
     te = _new_module("transformer_engine")
@@ -275,13 +277,36 @@ def cuda_redirect() -> Iterator[None]:
     """Scope in which Megatron's `device="cuda"` tensor creation lands on CPU.
 
     A no-op unless `install()` is active. Use around optimizer / DDP / schedule /
-    dist-checkpoint calls only (see the module docstring for the cost).
+    dist-checkpoint calls only, and keep the model's forward out of it with
+    `outside_cuda_redirect` (see the module docstring for the cost).
     """
     if not _installed:
         yield
         return
     with CudaToCpuMode():
         yield
+
+
+@contextlib.contextmanager
+def suspend_cuda_redirect() -> Iterator[None]:
+    """Leave an enclosing `cuda_redirect()` for the body (a no-op outside one)."""
+    if not isinstance(torch.overrides._get_current_function_mode(), CudaToCpuMode):
+        yield
+        return
+    with torch.overrides._pop_mode_temporarily():
+        yield
+
+
+def outside_cuda_redirect[**P, R](fn: Callable[P, R]) -> Callable[P, R]:
+    """Decorator: run `fn` (e.g. the `forward_step_func` a pipeline schedule calls inside
+    `cuda_redirect()`) without the torch-function mode, at full speed."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        with suspend_cuda_redirect():
+            return fn(*args, **kwargs)
+
+    return wrapper
 
 
 # ------------------------------------------------------------------ RNG
