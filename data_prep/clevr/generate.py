@@ -16,8 +16,10 @@ from __future__ import annotations
 import numpy as np
 
 from data_prep.clevr.options import ClevrOptions
-from data_prep.clevr.render import Coverage, floor_change_box, rasterize, render
+from data_prep.clevr.raycast import Coverage, rasterize
+from data_prep.clevr.render import render
 from data_prep.clevr.scene import SceneObject, apply_changes, sample_scene
+from data_prep.clevr.shadows import floor_change_box
 from data_prep.clevr.stage import Stage, free_stage, grid_stage, half_height, project
 from data_prep.imaging import encode_png, pair_key, pair_rng, union_box
 from vzero_nemo.data.schema import Change, PairSample, Truth

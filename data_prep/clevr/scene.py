@@ -15,7 +15,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from data_prep.clevr.options import ClevrOptions, vocabulary
-from data_prep.clevr.render import Body, screen_bounds
+from data_prep.clevr.raycast import Body, screen_bounds
 from data_prep.clevr.stage import (
     SIZE_RADIUS,
     Stage,

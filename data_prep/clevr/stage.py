@@ -1,7 +1,7 @@
 """Camera, lights and object geometry of the CLEVR-style renderer.
 
-Two stages: "free" copies CLEVR's set-up (perspective camera ~11 units away, 30 degrees above a
-grey floor, 35 mm lens, key light up-left, objects on the square [-3, 3]^2); "grid" looks at
+Two stages: "free" copies CLEVR's set-up (perspective camera 10.5 units away, 32 degrees above
+a grey floor, 35 mm lens, key light up-left, objects on the square [-3, 3]^2); "grid" looks at
 the floor with an orthographic camera so that a cell of the image grid maps to a 2x2-unit
 square of floor, and places one object per cell, centred in it.
 
