@@ -100,8 +100,8 @@ def build_parser() -> argparse.ArgumentParser:
     pre.add_argument("--out", required=True, type=Path)
     pre.add_argument("--num", type=int, default=16)
 
-    bench = commands.add_parser("bench", help="generator and reader benchmarks")
-    bench.add_argument("bench_args", nargs=argparse.REMAINDER)
+    # `bench` hands all its arguments to data_prep.bench (see main()).
+    commands.add_parser("bench", help="generator benchmarks: python -m data_prep bench --help")
     return parser
 
 
@@ -235,23 +235,21 @@ def cmd_preview(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_bench(args: argparse.Namespace) -> int:
-    from data_prep.bench import main as bench_main
-
-    return int(bench_main(args.bench_args) or 0)
-
-
 COMMANDS = {
     "generate": cmd_generate,
     "import": cmd_import,
     "finalize": cmd_finalize,
     "verify": cmd_verify,
     "preview": cmd_preview,
-    "bench": cmd_bench,
 }
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["bench"]:
+        from data_prep.bench import main as bench_main
+
+        return int(bench_main(argv[1:]) or 0)
     args = build_parser().parse_args(argv)
     try:
         return COMMANDS[args.command](args)

@@ -75,3 +75,18 @@ def test_stray_shard_and_missing_manifest(good_set: Path, tmp_path: Path, capsys
     (bad / "manifest.json").unlink()
     assert main(["verify", str(bad)]) == 2
     assert "not finalized" in capsys.readouterr().err
+
+
+def test_preview_and_bench_commands(good_set: Path, tmp_path: Path, capsys) -> None:
+    from PIL import Image
+
+    sheet = tmp_path / "sheet.png"
+    assert main(["preview", str(good_set), "--out", str(sheet), "--num", "3"]) == 0
+    assert "wrote" in capsys.readouterr().out
+    with Image.open(sheet) as image:
+        assert image.width >= 2 * 64 and image.height >= 3 * 48
+    assert main(["preview", str(good_set), "--out", str(sheet), "--num", "0"]) == 2
+    with pytest.raises(SystemExit) as exit_info:
+        main(["bench", "--help"])  # dispatched to data_prep.bench with its own options
+    assert exit_info.value.code == 0
+    assert "python -m data_prep bench" in capsys.readouterr().out
