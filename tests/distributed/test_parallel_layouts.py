@@ -56,6 +56,14 @@ def test_layout_matches_single_process(results, model, layout, quantity):
     assert diff <= TOLERANCE, f"{model} {layout} {quantity}: max |diff| {diff:.3g} > {TOLERANCE}"
 
 
+@pytest.mark.parametrize("layout", ["tp2", "dp2"])
+@pytest.mark.parametrize("model", MODELS)
+def test_same_seed_gives_the_same_initial_weights(results, model, layout):
+    # CPU initialisation slices full tensors drawn from the seeded stream (not so across
+    # pipeline stages, which restart it: PP layouts start from a loaded checkpoint).
+    assert results[model]["diffs"][layout]["init_weights"] == 0.0
+
+
 @pytest.mark.parametrize("model", MODELS)
 def test_tp1_checkpoint_reloads_at_tp2_bit_exact(results, model):
     ckpt = results[model]["diffs"]["ckpt_tp1_to_tp2"]

@@ -40,8 +40,10 @@ stack runs unmodified. Without CUDA it applies, once per process, exactly these 
 5. **RNG.** Megatron's CUDA RNG tracker reads and writes `torch.cuda` generator state;
    `seed_model_parallel_rng(seed)` seeds with `model_parallel_cuda_manual_seed(seed,
    inference_rng_tracker=True)` whose tracker forks nothing. With
-   `use_cpu_initialization=True` weights come from the CPU generator (identical for any TP
-   size); dropout must be 0 on CPU, since tensor-parallel regions get no per-rank stream.
+   `use_cpu_initialization=True` weights come from the CPU generator: bit-identical for any
+   TP or DP size under the same seed (tests/distributed checks it), but not across pipeline
+   stages, which each restart the stream (start PP runs from a checkpoint). Dropout must be
+   0 on CPU, since tensor-parallel regions get no per-rank RNG stream.
 
 To cover another hard CUDA call, add it to the matching table (`_TORCH_CUDA_TO_CPU`,
 `_MASK_BUILDER_SITES`, `_TE_PROBING_MODULES`, `_TE_PYTORCH_NAMES`) with a comment naming
