@@ -78,7 +78,7 @@ class PromptBatch:
 
 def causal_padding_mask(attention_mask: torch.Tensor) -> torch.Tensor:
     """(B, T) bool real-token mask -> (B, 1, T, T) bool, True where attention is forbidden:
-    future keys and padding keys. A padding query row is fully masked (its output is unused)."""
+    future keys and padding keys, for every query (outputs at padding queries are unused)."""
     if attention_mask.dtype != torch.bool or attention_mask.dim() != 2:
         raise ValueError(
             f"attention_mask must be a (B, T) bool tensor, got {attention_mask.dtype} "

@@ -33,8 +33,9 @@ def token_logprobs(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """log p(target) per position: logits (..., V / TP) of this rank's vocab shard, target
     (...) long global token ids -> (...) float32. Differentiable w.r.t. logits."""
     _check(logits, target)
-    # megatron's kernel edits its input in place in fp32; hand it a private fp32 copy.
-    return -vocab_parallel_cross_entropy(logits.float().clone(), target)
+    # megatron's kernel edits its input in place; hand it a private fp32 copy.
+    private = logits.clone() if logits.dtype == torch.float32 else logits.float()
+    return -vocab_parallel_cross_entropy(private, target)
 
 
 def token_entropy(logits: torch.Tensor) -> torch.Tensor:

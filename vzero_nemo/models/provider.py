@@ -55,6 +55,9 @@ class VZeroQwen25VLProvider(Qwen25VLModelProvider):
 
     size: str = "tiny"
     """Named size the provider was built for (recorded for checkpoints and logs)."""
+    attention_mask_is_applied: bool = True
+    """False with transformer-engine's causal-only fused attention, which ignores explicit
+    masks: the model then accepts right-padded batches only (see `qwen25vl`)."""
 
     def provide(self, pre_process=None, post_process=None, vp_stage=None) -> VZeroQwen25VLModel:
         if pre_process is None or post_process is None:
@@ -186,6 +189,8 @@ def provider_for(
         provider.apply_rope_fusion = False
         provider.cross_entropy_loss_fusion = False
         provider.persist_layer_norm = False
+    else:
+        provider.attention_mask_is_applied = False
     dtype = _DTYPES[model_cfg.params_dtype]
     provider.pipeline_dtype = dtype
     return provider.apply_overrides_and_finalize(dtype=dtype)

@@ -19,6 +19,12 @@ Returns logits (B, T, V / TP) with the vocabulary split over tensor-parallel ran
 `vzero_nemo.models.logprobs`), or, with `labels` (B, T), megatron's per-token cross entropy
 (B, T) = -log p(labels). Middle pipeline stages return hidden states; the first stage owns
 the vision tower and takes `pixel_values` / `image_grid_thw`.
+
+Padding: megatron-core's local attention (CPU) applies the explicit mask, so left- and
+right-padded batches both work. Transformer-engine's fused attention in megatron's TE layer
+spec is causal-only and ignores the mask; with it (`config.attention_mask_is_applied` False)
+the forward accepts only masks that are causal for every real query, i.e. right padding
+(`collate_prompts(..., padding_side="right")`), and raises ValueError otherwise.
 """
 
 from __future__ import annotations
@@ -73,6 +79,8 @@ class VZeroQwen25VLModel(Qwen25VLModel):
                 f"position_ids must be (3, B, T) M-RoPE positions, got {shape}; build them "
                 "with vzero_nemo.models.batch.collate_prompts / mrope_position_ids"
             )
+        if not self.config.attention_mask_is_applied:
+            _require_causal_for_real_queries(attention_mask)
         decoder_input = None
         if self.pre_process:
             decoder_input = self.embed(input_ids, pixel_values, image_grid_thw)
@@ -88,4 +96,20 @@ class VZeroQwen25VLModel(Qwen25VLModel):
             inference_context=inference_context,
             runtime_gather_output=runtime_gather_output,
             loss_mask=loss_mask,
+        )
+
+
+def _require_causal_for_real_queries(attention_mask: torch.Tensor | None) -> None:
+    """A causal-only attention kernel gives the right result iff every real query (one that
+    may attend to itself; padding keys are masked) may attend to exactly its causal prefix."""
+    if attention_mask is None:
+        return
+    allowed = ~attention_mask[:, 0]  # (B, Tq, Tk)
+    q, k = allowed.shape[-2:]
+    real_query = torch.diagonal(allowed, offset=k - q, dim1=-2, dim2=-1)  # (B, Tq)
+    causal = torch.ones(q, k, dtype=torch.bool, device=allowed.device).tril(k - q)
+    if torch.any(real_query[..., None] & (allowed != causal)):
+        raise ValueError(
+            "this layer spec's fused attention is causal-only and ignores the padding mask; "
+            "right-pad the batch (collate_prompts(..., padding_side='right'))"
         )

@@ -146,3 +146,22 @@ def test_positions_are_required(model):
     batch = collate_prompts(_prompts(1), tiny_tokenizer(), CFG)
     with pytest.raises(ValueError, match=r"\(3, B, T\)"):
         model(batch.input_ids, batch.position_ids[0], batch.causal_mask())
+
+
+def test_causal_only_attention_accepts_right_padding_only(model):
+    prompts = _prompts(3)
+    left = collate_prompts(prompts, tiny_tokenizer(), CFG)
+    right = collate_prompts(prompts, tiny_tokenizer(), CFG, padding_side="right")
+    model.eval()
+    with torch.no_grad():
+        want = _logits(model, left)
+        model.config.attention_mask_is_applied = False  # as with TE's fused attention
+        try:
+            got = _logits(model, right)
+            with pytest.raises(ValueError, match="right-pad"):
+                _logits(model, left)
+        finally:
+            model.config.attention_mask_is_applied = True
+    for row, prompt in enumerate(prompts):
+        n = len(prompt)
+        assert (got[row, :n] - want[row, -n:]).abs().max().item() < 1e-5
