@@ -14,8 +14,10 @@ Modes, all in this one process on the same prompts:
 - `megatron one-at-a-time`: the same call per row, as the official Vision-Zero code
   generates (one request per call).
 - `hf batched` / `hf one-at-a-time`: transformers' `Qwen2_5_VLForConditionalGeneration.
-  generate` (SDPA attention, dynamic KV cache) on a model of the same dimensions, left
-  padding, `mm_token_type_ids` passed (without it transformers falls back to 1-D positions).
+  generate` (SDPA attention, dynamic KV cache) on the same weights (exported through
+  Megatron-Bridge), left padding, `mm_token_type_ids` passed (without it transformers falls
+  back to 1-D positions). A greedy run on `--check-rows` rows in both implementations must
+  give identical tokens (printed as the agreement).
 
 One-at-a-time modes run on the first `--serial-rows` rows (default: all); tokens/s is a
 rate, so the ratios stay comparable. Prints a table with wall-clock and process-CPU time (the
@@ -27,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -106,71 +109,66 @@ def megatron_modes(model, prompts, tokenizer, model_cfg, args) -> dict[str, Timi
     }
 
 
-def hf_model(model_cfg: ModelConfig, tokenizer: VLTokenizer):
-    """transformers Qwen2.5-VL with the dimensions of `model_cfg.size`, random weights."""
-    from transformers import Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration
+def hf_model(megatron_model, model_cfg: ModelConfig):
+    """transformers Qwen2.5-VL holding the Megatron model's weights (exported through
+    Megatron-Bridge into a temporary HF checkpoint), SDPA attention."""
+    from transformers import Qwen2_5_VLForConditionalGeneration
 
-    from vzero_nemo.models.provider import provider_for
+    from vzero_nemo.models.hf_convert import save_hf_checkpoint
 
-    provider = provider_for(model_cfg, tokenizer=tokenizer)
-    text = dict(
-        vocab_size=provider.vocab_size,
-        hidden_size=provider.hidden_size,
-        intermediate_size=provider.ffn_hidden_size,
-        num_hidden_layers=provider.num_layers,
-        num_attention_heads=provider.num_attention_heads,
-        num_key_value_heads=provider.num_query_groups,
-        rms_norm_eps=provider.layernorm_epsilon,
-        max_position_embeddings=model_cfg.seq_length,
-        rope_parameters={
-            "rope_type": "default",
-            "rope_theta": provider.rotary_base,
-            "mrope_section": list(provider.mrope_section),
-        },
-        tie_word_embeddings=provider.share_embeddings_and_output_weights,
+    with tempfile.TemporaryDirectory(prefix="vzero_bench_hf_") as tmp:
+        save_hf_checkpoint([megatron_model], model_cfg, tmp)
+        model = Qwen2_5_VLForConditionalGeneration.from_pretrained(
+            tmp, attn_implementation="sdpa", dtype=torch.float32
+        )
+    return model.eval()
+
+
+def hf_generate(model, rows: list[PromptInputs], tokenizer, model_cfg, args, **overrides):
+    """transformers `generate` on left-padded rows -> new token ids [len(rows), new]."""
+    batch = collate_prompts(rows, tokenizer, model_cfg, padding_side="left")
+    kwargs = dict(
+        max_new_tokens=args.max_new_tokens,
+        do_sample=args.temperature > 0,
+        temperature=args.temperature if args.temperature > 0 else None,
+        top_p=args.top_p,
+        top_k=None,
+        eos_token_id=None,
+        pad_token_id=tokenizer.pad_id,
     )
-    config = Qwen2_5_VLConfig(
-        text_config=text,
-        vision_config=provider.vision_config.to_dict(),
-        image_token_id=tokenizer.image_pad_id,
-        video_token_id=tokenizer.video_pad_id,
-        vision_start_token_id=tokenizer.vision_start_id,
-        vision_end_token_id=tokenizer.vision_end_id,
-        tie_word_embeddings=provider.share_embeddings_and_output_weights,
-    )
-    config._attn_implementation = "sdpa"
-    torch.manual_seed(0)
-    return Qwen2_5_VLForConditionalGeneration(config).eval()
+    kwargs.update(overrides)
+    with torch.no_grad():
+        out = model.generate(
+            input_ids=batch.input_ids,
+            attention_mask=batch.attention_mask.long(),
+            pixel_values=batch.pixel_values,
+            image_grid_thw=batch.image_grid_thw,
+            mm_token_type_ids=(batch.input_ids == tokenizer.image_pad_id).int(),
+            **kwargs,
+        )
+    return out[:, batch.input_ids.shape[1] :]
 
 
-def hf_modes(prompts, tokenizer, model_cfg, args) -> dict[str, Timing]:
-    model = hf_model(model_cfg, tokenizer)
+def greedy_agreement(megatron_model, hf, prompts, tokenizer, model_cfg, args) -> float:
+    """Fraction of rows whose greedy tokens are identical in both implementations."""
+    rows = prompts[: args.check_rows]
+    greedy = SamplingParams(temperature=0, max_new_tokens=args.max_new_tokens)
+    batch = collate_prompts(rows, tokenizer, model_cfg)
+    ours = generate(megatron_model, batch, greedy, torch.Generator()).token_ids
+    theirs = hf_generate(hf, rows, tokenizer, model_cfg, args, do_sample=False, temperature=None)
+    return sum(a == b for a, b in zip(ours, theirs.tolist())) / len(rows)
 
-    def run(rows: list[PromptInputs], seed: int) -> int:
-        batch = collate_prompts(rows, tokenizer, model_cfg, padding_side="left")
-        torch.manual_seed(seed)
-        with torch.no_grad():
-            out = model.generate(
-                input_ids=batch.input_ids,
-                attention_mask=batch.attention_mask.long(),
-                pixel_values=batch.pixel_values,
-                image_grid_thw=batch.image_grid_thw,
-                mm_token_type_ids=(batch.input_ids == tokenizer.image_pad_id).int(),
-                max_new_tokens=args.max_new_tokens,
-                do_sample=args.temperature > 0,
-                temperature=args.temperature if args.temperature > 0 else None,
-                top_p=args.top_p,
-                top_k=None,
-                eos_token_id=None,
-                pad_token_id=tokenizer.pad_id,
-            )
-        return (out.shape[1] - batch.input_ids.shape[1]) * len(rows)
 
-    run(prompts[:4], args.seed)
+def hf_modes(hf, prompts, tokenizer, model_cfg, args) -> dict[str, Timing]:
+    def run(rows: list[PromptInputs]) -> int:
+        torch.manual_seed(args.seed)
+        return hf_generate(hf, rows, tokenizer, model_cfg, args).numel()
+
+    run(prompts[:4])
     return {
-        "hf batched": time_call(lambda: run(prompts, args.seed), args.repeats),
+        "hf batched": time_call(lambda: run(prompts), args.repeats),
         "hf one-at-a-time": time_call(
-            lambda: sum(run([p], args.seed) for p in prompts[: args.serial_rows]), args.repeats
+            lambda: sum(run([p]) for p in prompts[: args.serial_rows]), args.repeats
         ),
     }
 
@@ -226,6 +224,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads")
     parser.add_argument("--serial-rows", type=int, default=None, help="rows for one-at-a-time")
     parser.add_argument("--repeats", type=int, default=1, help="runs per mode; the fastest counts")
+    parser.add_argument("--check-rows", type=int, default=16, help="rows of the greedy check")
     parser.add_argument("--skip-hf", action="store_true", help="Megatron modes only")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", type=Path, default=None, help="write the numbers here")
@@ -248,11 +247,16 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     try:
         model = build_policy(model_cfg, tokenizer=tokenizer)
         results = megatron_modes(model, prompts, tokenizer, model_cfg, args)
+        if not args.skip_hf:
+            hf = hf_model(model, model_cfg)
+            agreement = greedy_agreement(model, hf, prompts, tokenizer, model_cfg, args)
+            print(f"greedy tokens identical in Megatron and HF: {agreement:.0%} of rows")
+            results.update(hf_modes(hf, prompts, tokenizer, model_cfg, args))
     finally:
         destroy_parallel()
-    if not args.skip_hf:
-        results.update(hf_modes(prompts, tokenizer, model_cfg, args))
     numbers = report(results, len(prompts), args)
+    if not args.skip_hf:
+        numbers["greedy_agreement_with_hf"] = agreement
     if args.json is not None:
         args.json.write_text(json.dumps(numbers, indent=2))
     return numbers

@@ -46,6 +46,7 @@ import torch
 
 from vzero_nemo.generation.kv_cache import KVCache, attach_kv_cache
 from vzero_nemo.generation.pipeline import PipelineStage, gather_vocab_shards
+from vzero_nemo.generation.prefill import PrefillPlan, plan_prefill, unique_images
 from vzero_nemo.generation.sampling import SamplingParams, draw_uniforms, sample_tokens
 from vzero_nemo.models.batch import PromptBatch
 from vzero_nemo.models.logprobs import token_logprobs
@@ -148,33 +149,31 @@ def generate(
     vlm = unwrap_model(model)
     runner = _StageRunner(vlm)
     batch_size, width = batch.input_ids.shape
-    real_BS = batch.attention_mask.bool()
-    lengths_B = real_BS.sum(dim=1)
+    plan = plan_prefill(batch, image_token_id=vlm.config.image_token_id)
     stop_ids = torch.tensor(params.stop_token_ids, dtype=torch.long)
 
     token_ids: list[list[int]] = [[] for _ in range(batch_size)]
     logprobs: list[list[float]] = [[] for _ in range(batch_size)]
     finished = [False] * batch_size
     active_R = torch.arange(batch_size)
-    cache = KVCache(lengths_B, max_len=width + params.max_new_tokens - 1, device=runner.device)
+    cache = KVCache(plan, max_len=width + params.max_new_tokens - 1, device=runner.device)
+    source_rows_N = plan.unique_rows_U[plan.source_unique_N]
+    packed_positions_31N = batch.position_ids[:, source_rows_N, plan.source_columns_N][:, None]
     with inference_scope(vlm, cache):
-        # Prefill: the prompts' real tokens packed into one sequence [N, 1, H], rows in order.
-        packed_N1H = None
-        if runner.stage.is_first:
-            embeds_SBH = vlm.embed(
-                batch.input_ids.to(runner.device),
-                batch.pixel_values.to(runner.device),
-                batch.image_grid_thw.to(runner.device),
-            )
-            packed_N1H = embeds_SBH.transpose(0, 1)[real_BS.to(runner.device)].unsqueeze(1)
+        packed_N1H = (
+            _packed_prompt(vlm, batch, plan, runner.device) if runner.stage.is_first else None
+        )
         cache.begin_prefill()
-        logits_RV = runner.forward(
+        logits_UV = runner.forward(
             input_ids=None,
             decoder_input=packed_N1H,
-            position_ids=batch.position_ids[:, real_BS].unsqueeze(1),
-            last_index=torch.cumsum(lengths_B, 0) - 1,
+            position_ids=packed_positions_31N,
+            last_index=plan.last_index_U,
         )
         cache.end_forward()
+        logits_RV = None  # next-token logits of the active rows (last stage only)
+        if logits_UV is not None:
+            logits_RV = logits_UV[plan.unique_of_row_B.to(logits_UV.device)]
         for step in range(params.max_new_tokens):
             uniform_B = draw_uniforms(batch_size, generator) if params.temperature > 0 else None
             tokens_R, logp_R = _next_tokens(runner, logits_RV, params, uniform_B, active_R)
@@ -200,6 +199,16 @@ def generate(
             )
             cache.end_forward()
     return GenerationOutput(token_ids=token_ids, logprobs=logprobs, finished=finished)
+
+
+def _packed_prompt(vlm, batch: PromptBatch, plan: PrefillPlan, device) -> torch.Tensor:
+    """Decoder input of the prefill: the plan's packed prompt tokens [N, 1, H] (first stage)."""
+    rows_U = plan.unique_rows_U
+    pixel_values, image_grid_thw = unique_images(batch, rows_U)
+    embeds_SUH = vlm.embed(
+        batch.input_ids[rows_U].to(device), pixel_values.to(device), image_grid_thw.to(device)
+    )
+    return embeds_SUH[plan.source_columns_N.to(device), plan.source_unique_N.to(device)][:, None]
 
 
 def _next_tokens(

@@ -15,11 +15,12 @@ only; the cached attention appends the rotated keys and the values to per-layer 
 runs `scaled_dot_product_attention` over the cache (FlashAttention kernels on CUDA, the
 fused CPU kernel otherwise). The original modules come back when the context exits.
 
-Packed prefill: the prompt tokens of all rows go through the language model as ONE packed
-sequence [N, 1, H] (N = real tokens, no padding), so the linear layers and MLPs, which hold
-nearly all the prefill FLOPs, do no work on padding. Only the attention scatters the packed
-queries/keys/values into a right-aligned padded layout [B, heads, S, d] and runs causal SDPA
-there; row i's prompt fills cache columns [0, len_i), whatever the batch's padding side.
+Packed prefill: the prompt tokens go through the language model as ONE packed sequence
+[N, 1, H] without padding, each distinct prompt once and the prompts' common prefix once
+(`prefill.py`), so the linear layers and MLPs, which hold nearly all the prefill FLOPs, do no
+work on padding or repeats. Only the attention scatters the packed queries/keys/values into
+a right-aligned padded work layout and runs causal SDPA there; batch row i's cache columns
+[0, len_i) then hold its prompt, whatever the batch's padding side.
 
 Decode: step t writes column S + t of every row; a key mask excludes columns
 [len_i, S) (padding, kept at zero so no NaN can enter the softmax).
@@ -34,35 +35,40 @@ import torch
 import torch.nn.functional as F
 from megatron.core.transformer.module import MegatronModule
 
+from vzero_nemo.generation.prefill import PrefillPlan
+
 
 class KVCache:
     """Per-layer key/value buffers [B, groups, max_len, head_dim] and the key mask [B, max_len]."""
 
-    def __init__(self, prompt_lengths_B: torch.Tensor, max_len: int, device: torch.device) -> None:
-        width = int(prompt_lengths_B.max())
+    def __init__(self, plan: PrefillPlan, max_len: int, device: torch.device) -> None:
+        lengths_B = plan.lengths_B
+        width = int(lengths_B.max())
         if max_len < width:
             raise ValueError(f"KV cache max_len={max_len} is shorter than the prompt ({width})")
-        self.batch_size = int(prompt_lengths_B.numel())
+        self.plan = plan
+        self.batch_size = int(lengths_B.numel())
         self.prompt_width = width
         self.max_len = max_len
         self.length = 0
         """Columns filled: the prompt width after the prefill, + 1 per decode step."""
         self.in_prefill = False
         self.num_new = 0
-        prompt_BS = torch.arange(width)[None, :] < prompt_lengths_B.cpu()[:, None]
-        # Packed prompt token n sits at (row, column) = (rows_N[n], columns_N[n]), row-major.
-        rows_N, columns_N = prompt_BS.nonzero(as_tuple=True)
-        self.rows_N, self.columns_N = rows_N.to(device), columns_N.to(device)
+        self.work_rows_N = plan.work_rows_N.to(device)
+        self.work_columns_N = plan.work_columns_N.to(device)
+        self.unique_of_row_B = plan.unique_of_row_B.to(device)
         self.key_mask_BL = torch.zeros(self.batch_size, max_len, dtype=torch.bool, device=device)
-        self.key_mask_BL[:, :width] = prompt_BS.to(device)
+        self.key_mask_BL[:, :width] = (
+            torch.arange(width, device=device) < lengths_B.to(device)[:, None]
+        )
         self.layers: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
 
     @property
     def num_prompt_tokens(self) -> int:
-        return int(self.rows_N.numel())
+        return self.plan.num_tokens
 
     def begin_prefill(self) -> None:
-        """The next forward is the packed prompt [N, 1, H] (rows in order, no padding)."""
+        """The next forward is the packed prompt [N, 1, H] of `plan` (see prefill.py)."""
         assert self.length == 0 and not self.in_prefill, "a cache takes one prefill, first"
         self.in_prefill = True
         self.num_new = self.num_prompt_tokens
@@ -145,26 +151,35 @@ class CachedCoreAttention(torch.nn.Module):
         return out_BGRD.reshape(1, batch, heads * dim)
 
     def _prefill(self, q_NHD, k_NGD, v_NGD, keys, values) -> torch.Tensor:
-        """Packed prompt tokens -> right-aligned padded layout -> causal SDPA -> packed."""
-        cache = self.cache
-        rows_N, columns_N = cache.rows_N, cache.columns_N
-        width = cache.prompt_width
+        """Packed prompt tokens -> work layout -> causal SDPA -> packed; fill the cache."""
+        cache, plan = self.cache, self.cache.plan
+        rows_N, columns_N = cache.work_rows_N, cache.work_columns_N
+        width, prefix, num_unique = cache.prompt_width, plan.prefix_len, plan.num_unique
         num_tokens, heads, dim = q_NHD.shape
         groups = k_NGD.shape[1]
-        keys[rows_N, :, columns_N] = k_NGD
-        values[rows_N, :, columns_N] = v_NGD
-        q_BHSD = q_NHD.new_zeros(cache.batch_size, heads, width, dim)
-        q_BHSD[rows_N, :, columns_N] = q_NHD
-        # Real tokens are a prefix of each row, so causality alone keeps them off the padding.
-        out_BHSD = F.scaled_dot_product_attention(
-            q_BHSD,
-            keys[:, :, :width],
-            values[:, :, :width],
+        # Zeros: padding stays finite (a masked NaN would still poison the softmax).
+        work_shape = (plan.num_work_rows, groups, width, dim)
+        k_work = k_NGD.new_zeros(work_shape)
+        v_work = v_NGD.new_zeros(work_shape)
+        k_work[rows_N, :, columns_N] = k_NGD
+        v_work[rows_N, :, columns_N] = v_NGD
+        if prefix > 0:  # the prefix (work row U) is part of every distinct prompt
+            k_work[:num_unique, :, :prefix] = k_work[num_unique, :, :prefix]
+            v_work[:num_unique, :, :prefix] = v_work[num_unique, :, :prefix]
+        q_work = q_NHD.new_zeros(plan.num_work_rows, heads, width, dim)
+        q_work[rows_N, :, columns_N] = q_NHD
+        # Every prompt is a prefix of its work row: causality alone keeps it off the padding.
+        out_work = F.scaled_dot_product_attention(
+            q_work,
+            k_work,
+            v_work,
             is_causal=True,
             scale=self.softmax_scale,
             enable_gqa=groups != heads,
         )
-        return out_BHSD[rows_N, :, columns_N].reshape(num_tokens, 1, heads * dim)
+        keys[:, :, :width] = k_work[cache.unique_of_row_B]
+        values[:, :, :width] = v_work[cache.unique_of_row_B]
+        return out_work[rows_N, :, columns_N].reshape(num_tokens, 1, heads * dim)
 
 
 def _softmax_scale(config) -> float:

@@ -20,7 +20,6 @@ them as the old policy's log-probs and needs this function for the reference mod
 from __future__ import annotations
 
 import contextlib
-from dataclasses import replace
 
 import torch
 from megatron.core.pipeline_parallel import get_forward_backward_func
@@ -30,23 +29,6 @@ from vzero_nemo.generation.pipeline import PipelineStage
 from vzero_nemo.models.batch import PromptBatch
 from vzero_nemo.models.logprobs import token_logprobs
 from vzero_nemo.parallel import cpu_compat
-
-
-def batch_rows(batch: PromptBatch, rows: torch.Tensor) -> PromptBatch:
-    """The rows `rows` (1-D long) of a batch with one image per row, in that order."""
-    patches_B = batch.image_grid_thw.prod(dim=-1)
-    starts_B = torch.cumsum(patches_B, 0) - patches_B
-    pixels = [batch.pixel_values[int(starts_B[r]) : int(starts_B[r] + patches_B[r])] for r in rows]
-    return replace(
-        batch,
-        input_ids=batch.input_ids[rows],
-        attention_mask=batch.attention_mask[rows],
-        position_ids=batch.position_ids[:, rows],
-        next_position=batch.next_position[rows],
-        pixel_values=torch.cat(pixels),
-        image_grid_thw=batch.image_grid_thw[rows],
-        lengths=batch.lengths[rows],
-    )
 
 
 @contextlib.contextmanager
@@ -69,8 +51,10 @@ def sequence_logprobs(
 ) -> torch.Tensor:
     """log p of every response token of `batch` -> [B, T] float32 (see the module docstring).
 
-    `micro_batch_size` rows go through the model at once (default: the whole batch); a
-    last partial micro-batch is filled with copies of row 0, whose results are dropped.
+    `micro_batch_size` rows go through the model at once (default: the whole batch). All
+    micro-batches have that size (pipeline stages exchange fixed shapes): when it does not
+    divide the batch, the last one is the batch's last `micro_batch_size` rows and only its
+    rows not scored before are kept.
     """
     batch_size, width = batch.input_ids.shape
     if response_mask_BT.shape != (batch_size, width):
@@ -83,12 +67,13 @@ def sequence_logprobs(
         raise ValueError("response_mask_BT[:, 0] must be False: the first token has no prediction")
     if bool((response_mask_BT & ~batch.attention_mask.bool()).any()):
         raise ValueError("response_mask_BT marks padding tokens; mark only real response tokens")
+    if micro_batch_size is not None and micro_batch_size < 1:
+        raise ValueError(f"micro_batch_size={micro_batch_size} must be >= 1 (or None: whole batch)")
     micro = min(micro_batch_size or batch_size, batch_size)
-    if micro < 1:
-        raise ValueError(f"micro_batch_size={micro_batch_size} must be >= 1")
-    num_micro = -(-batch_size // micro)
-    rows = torch.cat([torch.arange(batch_size), torch.zeros(num_micro * micro - batch_size).long()])
-    micro_batches = [batch_rows(batch, rows[i * micro : (i + 1) * micro]) for i in range(num_micro)]
+    starts = list(range(0, batch_size - micro + 1, micro))
+    if starts[-1] + micro < batch_size:
+        starts.append(batch_size - micro)
+    micro_batches = [batch.rows(start, start + micro) for start in starts]
 
     vlm = unwrap_model(model)
     stage = PipelineStage(vlm.language_model.pg_collection.pp)
@@ -98,7 +83,7 @@ def sequence_logprobs(
             forward_step_func=_forward_step,
             data_iterator=iter(micro_batches),
             model=chunks,
-            num_microbatches=num_micro,
+            num_microbatches=len(micro_batches),
             seq_length=width,
             micro_batch_size=micro,
             forward_only=True,
@@ -107,7 +92,8 @@ def sequence_logprobs(
     device = next(vlm.parameters()).device
     logp_BT = torch.zeros(batch_size, width, dtype=torch.float32, device=device)
     if stage.is_last:
-        logp_BT[:, 1:] = torch.cat(outputs, dim=0)[:batch_size]
+        for start, logp_MT in zip(starts, outputs):
+            logp_BT[start : start + micro, 1:] = logp_MT  # rows scored twice: the later one stays
     stage.broadcast_from_last(logp_BT)
     return logp_BT.cpu().masked_fill(~response_mask_BT, 0.0)
 

@@ -176,3 +176,32 @@ def test_sequence_logprobs_rejects_bad_masks(policy, prompts):
         sequence_logprobs(model, batch, ~batch.attention_mask)
     with pytest.raises(ValueError, match="shape"):
         sequence_logprobs(model, batch, batch.attention_mask[:, 1:])
+
+
+def test_prefill_computes_repeated_prompts_and_the_common_prefix_once(policy, prompts):
+    from vzero_nemo.generation.prefill import plan_prefill
+
+    model, tokenizer, model_cfg = policy
+    rows = [prompts[0], prompts[1], prompts[0], prompts[2], prompts[0]]  # votes repeat a prompt
+    batch = collate_prompts(rows, tokenizer, model_cfg)
+    plan = plan_prefill(batch, image_token_id=tokenizer.image_pad_id)
+    assert plan.unique_rows_U.tolist() == [0, 1, 3]
+    assert plan.unique_of_row_B.tolist() == [0, 1, 0, 2, 0]
+    # Every prompt opens with the same system turn up to <|vision_start|>.
+    first_image = int((prompts[0].input_ids == tokenizer.image_pad_id).nonzero()[0])
+    assert plan.prefix_len == first_image > 5
+    lengths = [len(p) for p in prompts[:3]]
+    assert plan.num_tokens == plan.prefix_len + sum(n - plan.prefix_len for n in lengths)
+    greedy = SamplingParams(temperature=0, max_new_tokens=5)
+    out = generate(model, batch, greedy, torch.Generator())
+    for row, prompt in enumerate(rows):
+        alone = _gen(policy, [prompt], greedy)
+        assert out.token_ids[row] == alone.token_ids[0], row
+        assert max(abs(a - b) for a, b in zip(out.logprobs[row], alone.logprobs[0])) < TOL
+    sampled = generate(
+        model,
+        batch,
+        SamplingParams(temperature=1.0, max_new_tokens=5),
+        torch.Generator().manual_seed(0),
+    )
+    assert len({tuple(sampled.token_ids[r]) for r in (0, 2, 4)}) > 1  # repeats sample apart
