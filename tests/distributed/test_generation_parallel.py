@@ -1,0 +1,223 @@
+"""KV-cached generation gives the same tokens and log-probs at TP=2 and PP=2 as at TP=1.
+
+One 2-rank launch (gloo, loopback). Rank 0 writes a random tiny HF Qwen2.5-VL checkpoint;
+then, for each layout in turn (TP1 x DP2 reference, TP=2, PP=2), both ranks build the policy,
+import the checkpoint through Megatron-Bridge (which shards it) and run on 4 image + text
+prompts of different lengths (left padding, one prompt repeated):
+- greedy generation, then greedy with a stop token that ends some rows early,
+- seeded sampling (temperature 1, top-p 0.9),
+- `sequence_logprobs` of prompt + greedy response (2 micro-batches through megatron-core's
+  forward-only pipeline schedule).
+Every rank compares its own outputs with the reference. This file is also the worker:
+
+    .venv/bin/python -m pytest tests/distributed/test_generation_parallel.py -q -s
+    python tests/distributed/test_generation_parallel.py --out /tmp/gen_par   # per rank
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.distributed
+
+TOLERANCE = 1e-5
+SEED = 1234
+LAYOUTS = {"ref": (1, 1), "tp2": (2, 1), "pp2": (1, 2)}
+MAX_NEW = 8
+RUNS = ("greedy", "greedy_stop", "sampled")
+
+
+@pytest.fixture(scope="module")
+def diffs(tmp_path_factory, launch) -> dict:
+    out = tmp_path_factory.mktemp("generation_parallel")
+    launch(Path(__file__), 2, ["--out", str(out)], out / "logs", timeout_s=240)
+    return json.loads((out / "diffs.json").read_text())
+
+
+@pytest.mark.parametrize("layout", ["tp2", "pp2"])
+def test_generation_matches_tp1(diffs, layout):
+    got = diffs[layout]
+    print(f"{layout}: {got}")
+    assert got["ranks"] == 2
+    for run in RUNS:
+        assert got[f"{run}/same_tokens"], run
+        assert got[f"{run}/same_finished"], run
+        assert got[f"{run}/logp"] <= TOLERANCE, run
+    assert got["sequence_logprobs"] <= TOLERANCE
+
+
+def test_reference_is_not_trivial(diffs):
+    ref = diffs["ref"]
+    print(f"ref: {ref}")
+    assert 0 < ref["rows_stopped_early"] < 4  # the stop token ends some rows, not all
+    assert ref["sampled_differs_from_greedy"]
+    # Peaked next-token distributions: greedy tokens far above the uniform log(1 / vocab).
+    assert ref["greedy_mean_logp"] > ref["uniform_logp"] + 2.0
+    assert ref["sequence_vs_sampling_logp"] <= TOLERANCE  # scoring = sampling log-probs
+
+
+# ---------------------------------------------------------------------- worker
+
+
+def _model_cfg(hf_dir: Path | None = None):
+    from vzero_nemo.config import ModelConfig
+
+    return ModelConfig(size="tiny", hf_path=str(hf_dir) if hf_dir else None)
+
+
+def _write_hf_checkpoint(hf_dir: Path) -> None:
+    import torch
+    from transformers import Qwen2_5_VLForConditionalGeneration
+
+    from vzero_nemo.models.hf_convert import hf_config_for
+    from vzero_nemo.models.tokenizer import tiny_tokenizer
+
+    torch.manual_seed(0)
+    model = Qwen2_5_VLForConditionalGeneration(hf_config_for(_model_cfg()))
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            if "norm" not in name:
+                param.normal_(0.0, 0.1)  # peaked next-token distributions
+    model.save_pretrained(hf_dir)
+    tiny_tokenizer().hf.save_pretrained(hf_dir)
+
+
+def _prompts():
+    import numpy as np
+
+    from vzero_nemo.models.chat import render_chat
+    from vzero_nemo.models.tokenizer import tiny_tokenizer
+
+    rng = np.random.default_rng(0)
+    prompts = []
+    for i in range(3):
+        text = "You are player 2 of 4, spy. Describe one object." + " Player 1 said: red cube." * i
+        messages = [
+            {"role": "user", "content": [{"type": "image"}, {"type": "text", "text": text}]}
+        ]
+        image = rng.integers(0, 256, (48, 48, 3), dtype=np.uint8)
+        prompts.append(render_chat(messages, tiny_tokenizer(), image, _model_cfg()))
+    return [prompts[0], prompts[1], prompts[2], prompts[1]]
+
+
+def _run_layout(tp: int, pp: int, hf_dir: Path, prompts, stop_token: int | None) -> dict:
+    import torch
+    from megatron.core import parallel_state as mpu
+    from megatron.core.enums import ModelType
+
+    from vzero_nemo.config import ParallelConfig
+    from vzero_nemo.generation import SamplingParams, generate, sequence_logprobs
+    from vzero_nemo.models import hf_convert
+    from vzero_nemo.models.batch import collate_prompts
+    from vzero_nemo.models.provider import build_policy
+    from vzero_nemo.models.tokenizer import tiny_tokenizer
+    from vzero_nemo.parallel import seed_all
+
+    mpu.destroy_model_parallel()
+    mpu.initialize_model_parallel(tensor_model_parallel_size=tp, pipeline_model_parallel_size=pp)
+    seed_all(SEED)
+    cfg, tokenizer = _model_cfg(hf_dir), tiny_tokenizer()
+    parallel = ParallelConfig(
+        backend="gloo", tensor_model_parallel_size=tp, pipeline_model_parallel_size=pp
+    )
+    model = build_policy(cfg, parallel, tokenizer=tokenizer)
+    model.model_type = ModelType.encoder_or_decoder  # as the trainer sets it for schedules
+    hf_convert.import_hf_weights([model], cfg)
+    batch = collate_prompts(prompts, tokenizer, cfg)
+    runs = {
+        "greedy": SamplingParams(temperature=0, max_new_tokens=MAX_NEW),
+        "sampled": SamplingParams(temperature=1.0, top_p=0.9, max_new_tokens=MAX_NEW),
+    }
+    outs = {
+        name: generate(model, batch, p, torch.Generator().manual_seed(7))
+        for name, p in runs.items()
+    }
+    stop = outs["greedy"].token_ids[0][2] if stop_token is None else stop_token
+    with_stop = SamplingParams(temperature=0, max_new_tokens=MAX_NEW, stop_token_ids=(stop,))
+    outs["greedy_stop"] = generate(model, batch, with_stop, torch.Generator())
+
+    greedy = outs["greedy"]
+    full = collate_prompts(
+        [p.extend(t) for p, t in zip(prompts, greedy.token_ids)],
+        tokenizer,
+        cfg,
+        padding_side="right",
+    )
+    mask = torch.zeros_like(full.attention_mask)
+    for row, prompt in enumerate(prompts):
+        mask[row, len(prompt) : len(prompt) + MAX_NEW] = True
+    seq_logp = sequence_logprobs(model, full, mask, micro_batch_size=2)
+    result = {
+        name: {"tokens": o.token_ids, "logp": o.logprobs, "finished": o.finished}
+        for name, o in outs.items()
+    }
+    result["sequence_logprobs"] = [seq_logp[row][mask[row]].tolist() for row in range(len(prompts))]
+    result["stop_token"] = stop
+    return result
+
+
+def _max_diff(a: list[list[float]], b: list[list[float]]) -> float:
+    return max(abs(x - y) for ra, rb in zip(a, b) for x, y in zip(ra, rb))
+
+
+def _compare(got: dict, ref: dict) -> dict:
+    diffs: dict[str, float | bool] = {}
+    for run in RUNS:
+        diffs[f"{run}/same_tokens"] = got[run]["tokens"] == ref[run]["tokens"]
+        diffs[f"{run}/same_finished"] = got[run]["finished"] == ref[run]["finished"]
+        diffs[f"{run}/logp"] = _max_diff(got[run]["logp"], ref[run]["logp"])
+    diffs["sequence_logprobs"] = _max_diff(got["sequence_logprobs"], ref["sequence_logprobs"])
+    return diffs
+
+
+def main() -> None:
+    import torch
+
+    from vzero_nemo.config import ParallelConfig
+    from vzero_nemo.models.tokenizer import tiny_tokenizer
+    from vzero_nemo.parallel import all_gather_objects, destroy_parallel, initialize_parallel
+
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--out", type=Path, required=True)
+    out = parser.parse_args().out
+    torch.set_num_threads(1)
+    state = initialize_parallel(ParallelConfig(backend="gloo"), seed=SEED)
+    hf_dir = out / "hf_tiny"
+    if state.rank == 0:
+        _write_hf_checkpoint(hf_dir)
+    torch.distributed.barrier()
+    prompts = _prompts()
+    ref = _run_layout(*LAYOUTS["ref"], hf_dir, prompts, stop_token=None)
+    diffs: dict[str, dict] = {
+        "ref": {
+            "rows_stopped_early": sum(len(t) < MAX_NEW for t in ref["greedy_stop"]["tokens"]),
+            "sampled_differs_from_greedy": ref["sampled"]["tokens"] != ref["greedy"]["tokens"],
+            "greedy_mean_logp": float(torch.tensor(sum(ref["greedy"]["logp"], [])).mean()),
+            "uniform_logp": -math.log(len(tiny_tokenizer())),
+            "sequence_vs_sampling_logp": _max_diff(ref["sequence_logprobs"], ref["greedy"]["logp"]),
+        }
+    }
+    for name in ("tp2", "pp2"):
+        got = _run_layout(*LAYOUTS[name], hf_dir, prompts, stop_token=ref["stop_token"])
+        diffs[name] = _compare(got, ref)
+    gathered = all_gather_objects(diffs, group="world")
+    if state.rank == 0:
+        merged = {"ref": diffs["ref"]}
+        for name in ("tp2", "pp2"):
+            per_rank = [d[name] for d in gathered]
+            merged[name] = {
+                key: (max if isinstance(per_rank[0][key], float) else all)(d[key] for d in per_rank)
+                for key in per_rank[0]
+            }
+            merged[name]["ranks"] = len(per_rank)
+        (out / "diffs.json").write_text(json.dumps(merged, indent=2))
+    destroy_parallel()
+
+
+if __name__ == "__main__":
+    main()
