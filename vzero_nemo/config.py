@@ -114,6 +114,12 @@ class RolloutConfig:
     """Maximum new tokens of one clue turn (reasoning + answer)."""
     max_vote_tokens: int = 48
     """Maximum new tokens of one vote."""
+    clue_policy: Literal["model", "oracle", "random"] = "model"
+    """Who gives the clues: the policy (self-play) or a scripted policy from
+    `vzero_nemo.game.policies` (isolates decision-stage learning; scripted clue turns are
+    never trained, so only the decision stage trains)."""
+    max_batch: int = 256
+    """Sequences per generation call; a turn with more requests is generated in chunks."""
 
 
 @dataclass(kw_only=True, slots=True)
@@ -530,6 +536,7 @@ def finalize(cfg: VZeroConfig, world_size: int = 1) -> None:
     _require(0 < r.top_p <= 1, f"rollout.top_p={r.top_p} must be in (0, 1]")
     _require(r.max_clue_tokens >= 1, f"rollout.max_clue_tokens={r.max_clue_tokens} must be >= 1")
     _require(r.max_vote_tokens >= 1, f"rollout.max_vote_tokens={r.max_vote_tokens} must be >= 1")
+    _require(r.max_batch >= 1, f"rollout.max_batch={r.max_batch} must be >= 1")
 
     a = cfg.grpo
     _require(0 <= a.rae_alpha < 1, f"grpo.rae_alpha={a.rae_alpha} must be in [0, 1)")

@@ -135,7 +135,9 @@ class _MetadataUnpickler(pickle.Unpickler):
         "collections",
         "megatron.core.dist_checkpointing.",
     )
-    ALLOWED = {("torch", "Size"), ("torch", "float32"), ("torch", "bfloat16"), ("torch", "int64")}
+    # torch.Size and the layout decoder (a lookup of torch.strided & co. by name) appear in
+    # every DCP metadata file; dtypes are admitted below.
+    ALLOWED = {("torch", "Size"), ("torch.serialization", "_get_layout")}
 
     def find_class(self, module: str, name: str) -> Any:
         if (module, name) in self.ALLOWED or module.startswith(self.ALLOWED_MODULE_PREFIXES):
@@ -199,11 +201,26 @@ def load_weights(directory: str | Path, chunks: list[Any]) -> None:
         )
     check_dcp_metadata(directory)
     loaded = dist_checkpointing.load(_weights_sd(chunks), str(directory))
-    for i, chunk in enumerate(chunks):
-        chunk.load_state_dict(loaded["model" if len(chunks) == 1 else f"model{i}"])
+    load_model_state(chunks, loaded)
+
+
+def unwrap(chunk: Any) -> Any:
+    """The model inside DDP / Float16Module wrappers: checkpoint keys never depend on them."""
+    while hasattr(chunk, "module"):
+        chunk = chunk.module
+    return chunk
 
 
 def _weights_sd(chunks: list[Any]) -> dict[str, Any]:
     if len(chunks) == 1:
-        return {"model": chunks[0].sharded_state_dict()}
-    return {f"model{i}": c.sharded_state_dict() for i, c in enumerate(chunks)}
+        return {"model": unwrap(chunks[0]).sharded_state_dict()}
+    return {f"model{i}": unwrap(c).sharded_state_dict() for i, c in enumerate(chunks)}
+
+
+def model_sharded_state_dict(chunks: list[Any]) -> dict[str, Any]:
+    return _weights_sd(chunks)
+
+
+def load_model_state(chunks: list[Any], loaded: dict[str, Any]) -> None:
+    for i, chunk in enumerate(chunks):
+        unwrap(chunk).load_state_dict(loaded["model" if len(chunks) == 1 else f"model{i}"])

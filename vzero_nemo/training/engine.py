@@ -116,6 +116,7 @@ def run_schedule(
     if not micro_batches:
         return ScheduleResult(metrics=[])
 
+    @cpu_compat.outside_cuda_redirect  # the model's forward needs no redirection
     def forward_step(data_iterator: Iterator[MicroBatch], model):
         mb = next(data_iterator).to(device)
         output = model(
@@ -126,7 +127,9 @@ def run_schedule(
             image_grid_thw=mb.image_grid_thw,
             labels=mb.labels,
         )
-        return output, functools.partial(loss_fn, mb)
+        # A middle pipeline stage's hidden states are sent point-to-point: gloo needs them
+        # contiguous (the local layer spec returns a transposed view).
+        return output.contiguous(), functools.partial(loss_fn, mb)
 
     rows, width = micro_batches[0].input_ids.shape
     forward_backward = get_forward_backward_func()

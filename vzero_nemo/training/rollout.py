@@ -21,6 +21,7 @@ from PIL import Image
 from vzero_nemo.config import ModelConfig, VZeroConfig
 from vzero_nemo.data.schema import Truth
 from vzero_nemo.game.env import GameBatch, TrainingSample
+from vzero_nemo.game.policies import make_policy
 from vzero_nemo.generation.generate import generate
 from vzero_nemo.generation.sampling import SamplingParams
 from vzero_nemo.models.batch import collate_prompts
@@ -55,7 +56,7 @@ class Rollout:
     env: GameBatch
     samples: list[TrainingSample]
     sequences: dict[str, TrainSequence]
-    """request_id -> prompt + sampled response + behaviour log-probs."""
+    """request_id -> prompt + sampled response + behaviour log-probs (model turns only)."""
     num_generated_tokens: int
     completions: dict[str, str]
 
@@ -96,15 +97,24 @@ def play_games(
     *,
     seed: int,
     generator: torch.Generator,
-    max_batch: int = 256,
 ) -> Rollout:
     env = GameBatch([p.truth for p in pairs], cfg.game, seed, grpo=cfg.grpo)
+    scripted = (
+        None
+        if cfg.rollout.clue_policy == "model"
+        else make_policy(cfg.rollout.clue_policy, cfg.game, seed)
+    )
     sequences: dict[str, TrainSequence] = {}
     completions: dict[str, str] = {}
     num_tokens = 0
     while not env.done:
         requests = env.pending_requests()
         stage = env.stage
+        if stage == "clue" and scripted is not None:
+            turn = {r.request_id: scripted(r, pairs[r.game_index].truth) for r in requests}
+            completions.update(turn)
+            env.submit(turn)
+            continue
         params = SamplingParams(
             temperature=cfg.rollout.temperature,
             top_p=cfg.rollout.top_p,
@@ -118,7 +128,7 @@ def play_games(
             for r in requests
         ]
         ids, logps = generate_texts(
-            model, prompts, tokenizer, params, generator, max_batch, cfg.model
+            model, prompts, tokenizer, params, generator, cfg.rollout.max_batch, cfg.model
         )
         turn = {}
         for request, prompt, resp, logp in zip(requests, prompts, ids, logps):

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from megatron.core.enums import ModelType
+from megatron.core.tensor_parallel import set_defaults_if_not_set_tensor_model_parallel_attributes
 
 from vzero_nemo.config import VZeroConfig
 from vzero_nemo.models.provider import build_policy
@@ -35,6 +36,8 @@ def build_chunks(cfg: VZeroConfig, tokenizer) -> list[Any]:
     for vp_stage in stages:
         model = build_policy(cfg.model, cfg.parallel, vp_stage=vp_stage, tokenizer=tokenizer)
         model.model_type = ModelType.encoder_or_decoder  # what megatron's schedules look up
+        for param in model.parameters():  # DDP / optimizer read these on every parameter
+            set_defaults_if_not_set_tensor_model_parallel_attributes(param)
         chunks.append(model.to(_device()))
     return chunks
 

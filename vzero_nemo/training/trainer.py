@@ -155,6 +155,7 @@ def assign_advantages(tr: Trainer, rollout: Rollout, stage: str) -> list[TrainSe
     )
     g = all_reduce_sum(sums).tolist()
     tr.state.baselines.update(g[0] / max(g[1], 1.0), g[2] / max(g[3], 1.0))
+    clue = [s for s in clue if s.request_id in rollout.sequences]  # scripted clues: no tokens
     if clue:
         adv = tr.state.baselines.advantages(
             torch.tensor([s.reward for s in clue], dtype=torch.float64),
@@ -228,6 +229,8 @@ def train_step(tr: Trainer, sequences: list[TrainSequence]) -> dict[str, float]:
     A non-finite loss or gradient skips the step (counted); `train.max_consecutive_nonfinite`
     skipped steps in a row abort the run."""
     cfg = tr.cfg
+    if not sequences:  # e.g. the clue stage with scripted clues: nothing to learn from
+        return {"train/step_applied": 0.0, "train/grad_norm": float("nan")}
     batches = _micro_batches(tr, sequences)
 
     def loss_fn(mb: MicroBatch, ce_BT: torch.Tensor):
@@ -290,7 +293,8 @@ def run_iteration(tr: Trainer) -> IterationResult:
     cfg, st = tr.cfg, tr.state
     assert st.controller is not None
     t0 = time.perf_counter()
-    stage = st.controller.stage
+    # Scripted clues have no tokens to train: only the decision stage learns.
+    stage = st.controller.stage if cfg.rollout.clue_policy == "model" else "decision"
     seed = iteration_seed(cfg.train.seed, st.iteration, tr.par.dp_rank)
     pairs = tr.source.next_pairs(tr.games_per_rank)
     t_data = time.perf_counter()
@@ -336,12 +340,7 @@ def run_iteration(tr: Trainer) -> IterationResult:
 
 
 def sharded_state_dict(tr: Trainer, *, loading: bool = False) -> dict[str, Any]:
-    sd: dict[str, Any] = {}
-    if len(tr.policy) == 1:
-        sd["model"] = tr.policy[0].sharded_state_dict()
-    else:
-        for i, chunk in enumerate(tr.policy):
-            sd[f"model{i}"] = chunk.sharded_state_dict()
+    sd = ckpt.model_sharded_state_dict(tr.policy)
     sd["optimizer"] = tr.optimizer.sharded_state_dict(sd, is_loading=loading)
     return sd
 
@@ -374,11 +373,7 @@ def resume(tr: Trainer, path: Path) -> list[str]:
         )
     with engine.compat_scope():
         loaded = ckpt.load_checkpoint(path, sharded_state_dict(tr, loading=True))
-    if len(tr.policy) == 1:
-        tr.policy[0].load_state_dict(loaded["model"])
-    else:
-        for i, chunk in enumerate(tr.policy):
-            chunk.load_state_dict(loaded[f"model{i}"])
+    ckpt.load_model_state(tr.policy, loaded)
     tr.optimizer.load_state_dict(loaded["optimizer"])
     tr.scheduler.load_state_dict(state["scheduler"])
     tr.source.load_state_dict(state["data"][tr.par.dp_rank])

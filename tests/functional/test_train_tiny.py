@@ -1,0 +1,155 @@
+"""Tiny self-play runs end to end through the real CLI: data -> train -> checkpoints.
+
+2-3 iterations of the tiny recipe on CPU at DP=1 and at TP=2 (torchrun, gloo); metrics are
+asserted (finite, in range, stage bookkeeping); a run killed after a checkpoint and resumed
+logs exactly the same metrics as an uninterrupted run.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.functional
+
+ROOT = Path(__file__).resolve().parents[2]
+FAST = [
+    "data.games_per_iteration=2",
+    "game.num_votes=4",
+    "game.num_clue_rounds=1",
+    "rollout.max_clue_tokens=6",
+    "rollout.max_vote_tokens=6",
+    "train.micro_batch_size=16",
+    "logging.wandb_mode=disabled",
+    "logging.progress_bar=false",
+]
+# Wall-clock fields differ between runs; everything else must repeat exactly.
+TIMING_PREFIXES = ("time/", "perf/")
+
+
+def env(threads: int = 1) -> dict[str, str]:
+    e = dict(os.environ)
+    e.update(OMP_NUM_THREADS=str(threads), WANDB_MODE="disabled", PYTHONUNBUFFERED="1")
+    return e
+
+
+@pytest.fixture(scope="module")
+def shards(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("data") / "clevr"
+    cmd = [
+        sys.executable, "-m", "data_prep", "generate", "--domain", "clevr", "--num-pairs", "120",
+        "--seed", "3", "--opt", "layout=grid", "--opt", "width=48", "--opt", "height=48",
+        "--opt", "cell_size=16", "--out", str(out), "--pairs-per-shard", "10",
+        "--val-fraction", "0.2", "--workers", "1", "--no-progress",
+    ]  # fmt: skip
+    subprocess.run(cmd, check=True, cwd=ROOT, env=env(), timeout=300)
+    return out
+
+
+def train_cmd(run_dir: Path, data: Path, *extra: str, iterations: int = 3) -> list[str]:
+    return [
+        sys.executable, "-m", "vzero_nemo.train", "--recipe", "tiny_cpu",
+        f"data.path={data}", f"logging.dir={run_dir}", f"train.iterations={iterations}",
+        "checkpoint.save_interval=1", *FAST, *extra,
+    ]  # fmt: skip
+
+
+def read_metrics(run_dir: Path) -> list[dict]:
+    lines = (run_dir / "metrics.jsonl").read_text().splitlines()
+    return [json.loads(line) for line in lines if line.strip()]
+
+
+def check_metrics(records: list[dict], iterations: int) -> None:
+    assert [r["iteration"] for r in records] == list(range(1, iterations + 1))
+    for r in records:
+        for key in ("game/decision_accuracy", "game/na_rate", "game/invalid_vote_rate"):
+            assert 0.0 <= r[key] <= 1.0, (key, r[key])
+        for key, value in r.items():
+            if isinstance(value, float) and key != "train/grad_norm":
+                assert math.isfinite(value), (key, value)
+        assert r["stage"] in ("decision", "clue") and r["next_stage"] in ("decision", "clue")
+        assert r["game/games"] == 2 and r["game/votes"] == 8
+        assert r["train/step_applied"] == 1.0
+        assert r["train/kl"] >= 0.0
+        # Sampling log-probs equal the training forward's log-probs of the same tokens.
+        assert r["train/old_logp_abs_diff"] < 1e-3
+        assert abs(r["train/ratio"] - 1.0) < 1e-3
+    # Stage bookkeeping: each iteration trains the stage the previous one chose.
+    for prev, cur in zip(records, records[1:]):
+        assert cur["stage"] == prev["next_stage"]
+    assert records[0]["stage"] == "decision"
+    assert records[0]["spo/dwell"] == 1.0
+
+
+def comparable(records: list[dict]) -> list[dict]:
+    return [{k: v for k, v in r.items() if not k.startswith(TIMING_PREFIXES)} for r in records]
+
+
+def test_tiny_run_dp1_and_resume_after_kill(shards, tmp_path):
+    full = tmp_path / "full"
+    subprocess.run(train_cmd(full, shards), check=True, cwd=ROOT, env=env(), timeout=900)
+    records = read_metrics(full)
+    check_metrics(records, 3)
+    state = json.loads((full / "run_state.json").read_text())
+    assert state == {"iteration": 3, "iterations": 3, "complete": True}
+    assert (full / "checkpoints" / "latest").read_text().strip() == "iter_0000003"
+
+    # Kill -9 once the first checkpoint exists, then resume with the same command.
+    killed = tmp_path / "killed"
+    proc = subprocess.Popen(train_cmd(killed, shards), cwd=ROOT, env=env())
+    try:
+        deadline = time.monotonic() + 600
+        while not (killed / "run_state.json").exists():
+            assert proc.poll() is None, "the run ended before its first checkpoint"
+            assert time.monotonic() < deadline, "no checkpoint within 600 s"
+            time.sleep(0.2)
+        proc.send_signal(signal.SIGKILL)
+    finally:
+        proc.wait(timeout=60)
+    first = json.loads((killed / "run_state.json").read_text())["iteration"]
+    assert 1 <= first < 3
+    subprocess.run(train_cmd(killed, shards), check=True, cwd=ROOT, env=env(), timeout=900)
+    resumed = read_metrics(killed)
+    check_metrics(resumed, 3)
+    assert comparable(resumed) == comparable(records)
+
+
+def test_sigusr1_saves_and_exits_zero(shards, tmp_path):
+    run = tmp_path / "usr1"
+    proc = subprocess.Popen(train_cmd(run, shards, iterations=50), cwd=ROOT, env=env())
+    try:
+        deadline = time.monotonic() + 600
+        while not (run / "metrics.jsonl").exists() or not (run / "metrics.jsonl").read_text():
+            assert proc.poll() is None and time.monotonic() < deadline
+            time.sleep(0.2)
+        proc.send_signal(signal.SIGUSR1)
+        assert proc.wait(timeout=600) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    state = json.loads((run / "run_state.json").read_text())
+    assert not state["complete"] and state["iteration"] >= 1
+    latest = (run / "checkpoints" / "latest").read_text().strip()
+    assert latest == f"iter_{state['iteration']:07d}"
+    assert len(read_metrics(run)) == state["iteration"]
+
+
+def test_tiny_run_tp2_through_torchrun(shards, tmp_path):
+    run = tmp_path / "tp2"
+    cmd = [
+        sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
+        *train_cmd(run, shards, "parallel.tensor_model_parallel_size=2", iterations=2)[1:],
+    ]  # fmt: skip
+    subprocess.run(cmd, check=True, cwd=ROOT, env=env(), timeout=900)
+    records = read_metrics(run)
+    check_metrics(records, 2)
+    meta = json.loads((run / "checkpoints" / "iter_0000002" / "meta.json").read_text())
+    assert meta["tensor_model_parallel_size"] == 2

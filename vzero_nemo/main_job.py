@@ -1,0 +1,100 @@
+"""The tiny CPU recipe end to end: data -> pre-training -> self-play -> evaluation -> report.
+
+    bash scripts/main_job.sh            # = python -m vzero_nemo.main_job (venv set up first)
+    python -m vzero_nemo.main_job --long
+
+Steps (each a real entry point of the project, run as its own process, skipped when its
+output already exists so an interrupted job continues where it stopped):
+1. `python -m data_prep generate`: CLEVR grid pairs (48x48, 3x3 cells) into WebDataset shards
+   with a train/val split;
+2. `python -m vzero_nemo.training.pretrain`: the tiny VLM learns to describe objects, answer
+   grounding questions and the answer format (never which player is the spy);
+3. `python -m vzero_nemo.eval.heldout` on the held-out split: the starting point;
+4. `python -m vzero_nemo.train --recipe tiny_cpu`: Iterative-SPO self-play from the
+   pre-trained weights (the frozen reference is the same pre-trained model);
+5. the same evaluation of the final policy, then `python -m vzero_nemo.eval.report`.
+Outputs go to `runs/<recipe>/` (report.html, report.json, metrics.jsonl, checkpoints).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from recipes import get_recipe
+
+
+def run(step: str, cmd: list[str]) -> float:
+    print(f"\n[main] {step}: {' '.join(cmd)}", flush=True)
+    start = time.monotonic()
+    subprocess.run(cmd, check=True)
+    elapsed = time.monotonic() - start
+    print(f"[main] {step} took {elapsed:.0f} s", flush=True)
+    return elapsed
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m vzero_nemo.main_job")
+    parser.add_argument("--long", action="store_true", help="the longer learning run")
+    parser.add_argument("--num-pairs", type=int, default=1200)
+    parser.add_argument("--pretrain-steps", type=int, default=None)
+    parser.add_argument("--eval-games", type=int, default=48)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("overrides", nargs="*", help="key=value overrides for self-play")
+    args = parser.parse_args(argv)
+    recipe = "tiny_cpu_long" if args.long else "tiny_cpu"
+    cfg = get_recipe(recipe)
+    run_dir = Path(cfg.logging.dir)
+    data = Path(cfg.data.path or run_dir / "data")
+    pretrained = run_dir / "pretrained"
+    steps = args.pretrain_steps or (600 if args.long else 300)
+    os.environ.setdefault("OMP_NUM_THREADS", str(os.cpu_count() or 1))
+    os.environ.setdefault("WANDB_MODE", "offline")
+    py = sys.executable
+    times: dict[str, float] = {}
+    start = time.monotonic()
+
+    if not (data / "manifest.json").exists():
+        times["data"] = run("data", [
+            py, "-m", "data_prep", "generate", "--domain", "clevr",
+            "--num-pairs", str(args.num_pairs), "--seed", str(args.seed),
+            "--opt", "layout=grid", "--opt", "width=48", "--opt", "height=48",
+            "--opt", "cell_size=16", "--out", str(data), "--pairs-per-shard", "50",
+            "--val-fraction", "0.2", "--workers", str(os.cpu_count() or 1), "--no-progress",
+        ])  # fmt: skip
+    common = [f"data.path={data}", *args.overrides]
+    if not pretrained.exists():
+        times["pretrain"] = run("pretrain", [
+            py, "-m", "vzero_nemo.training.pretrain", "--recipe", recipe,
+            "--steps", str(steps), "--out", str(pretrained), *common,
+        ])  # fmt: skip
+    evaluate = [py, "-m", "vzero_nemo.eval.heldout", "--recipe", recipe,
+                "--games", str(args.eval_games)]  # fmt: skip
+    if not (run_dir / "eval_before.json").exists():
+        times["eval_before"] = run("eval before", [
+            *evaluate, "--weights", str(pretrained), "--out", str(run_dir / "eval_before.json"),
+            *common,
+        ])  # fmt: skip
+    times["self_play"] = run("self-play", [
+        py, "-m", "vzero_nemo.train", "--recipe", recipe,
+        f"model.init_checkpoint={pretrained}", *common,
+    ])  # fmt: skip
+    latest = (run_dir / "checkpoints" / "latest").read_text().strip()
+    times["eval_after"] = run("eval after", [
+        *evaluate, "--weights", str(run_dir / "checkpoints" / latest / "dist"),
+        "--out", str(run_dir / "eval_after.json"), *common,
+    ])  # fmt: skip
+    run("report", [py, "-m", "vzero_nemo.eval.report", "--run", str(run_dir)])
+    times["total"] = time.monotonic() - start
+    (run_dir / "main_job_times.json").write_text(json.dumps(times, indent=1))
+    print(f"\n[main] done in {times['total']:.0f} s; report: {run_dir / 'report.html'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
