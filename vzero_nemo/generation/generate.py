@@ -1,10 +1,12 @@
 """Batched, KV-cached sampling from a Megatron-Bridge Qwen2.5-VL model at any TP / PP.
 
 One call serves every seat of every game of a turn: a `PromptBatch` (from
-`vzero_nemo.models.batch.collate_prompts`) of padded prompts with different lengths and images. The vision tower and the embedding merge run once over the
-prompts, then one language-model forward (megatron-core `GPTModel`) over all prompt tokens
-packed into one sequence without padding (prefill); each further token is one forward over
-the new tokens only, attending to a static KV cache (`kv_cache.py`).
+`vzero_nemo.models.batch.collate_prompts`) of padded prompts with different lengths and
+images. The prefill runs the vision tower and the embedding merge once, then one
+language-model forward (megatron-core `GPTModel`) over the prompt tokens packed into one
+sequence: no padding, each distinct prompt once, the prompts' common prefix (the system turn)
+once (`prefill.py`). Each further token is one forward over the new tokens only, attending
+to a static KV cache (`kv_cache.py`).
 
     from vzero_nemo.generation import SamplingParams, generate
     from vzero_nemo.models.batch import collate_prompts
@@ -30,10 +32,11 @@ token ids and log-probs to the other stages. Every rank draws the same uniforms 
 Finished rows (a stop token was sampled) leave the batch and the KV cache at the next step,
 so the rest decodes at the size of the unfinished batch.
 
-GPU: the same path runs there; `scaled_dot_product_attention` dispatches to FlashAttention
-kernels. megatron-core 0.19.2's dynamic inference engine is not used: its context derives
-1-D positions itself (no M-RoPE) and Bridge's Qwen25VLModel does not forward an inference
-context to its language model.
+GPU: the same path runs there (not tested here: no GPU); `scaled_dot_product_attention`
+dispatches to fused CUDA kernels. megatron-core 0.19.2's dynamic inference engine is not
+used: its context derives 1-D positions itself (no M-RoPE) and needs flash-attn. Sequence
+parallelism must be off in the generating model (`kv_cache._check_supported` raises): a
+one-token decode step cannot be split along the sequence over TP ranks.
 """
 
 from __future__ import annotations

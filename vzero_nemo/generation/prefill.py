@@ -72,7 +72,7 @@ def _distinct_prompts(batch: PromptBatch) -> tuple[torch.Tensor, torch.Tensor]:
         key = (
             tuple(batch.input_ids[row][batch.attention_mask[row]].tolist()),
             tuple(batch.image_grid_thw[row].tolist()),
-            batch.pixel_values[start : start + count].numpy().tobytes(),
+            batch.pixel_values[start : start + count].cpu().numpy().tobytes(),
         )
         if key not in seen:
             seen[key] = len(unique_rows)
