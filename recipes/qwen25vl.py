@@ -29,7 +29,9 @@ def _qwen25vl(name: str, size: str, tp: int, pp: int, games: int, micro_batch: i
     cfg.parallel.tensor_model_parallel_size = tp
     cfg.parallel.pipeline_model_parallel_size = pp
     cfg.parallel.use_distributed_optimizer = True
-    cfg.parallel.sequence_parallel = tp > 1
+    # Sequence parallelism stays off: the KV-cached rollout path does not support it yet
+    # (vzero_nemo.generation raises on it); activations are bounded by recompute instead.
+    cfg.parallel.sequence_parallel = False
     cfg.data.path = "/data/vzero/clevr"
     cfg.data.games_per_iteration = games
     cfg.train.micro_batch_size = micro_batch

@@ -7,7 +7,7 @@ Differences from the paper's run shape, and why:
 - 48x48 CLEVR grid images (3x3 cells of 16 px aligned with the vision patches): a tiny model
   trained from scratch on CPU learns to describe objects on a coarse grid in minutes, while
   free object positions left its descriptions at chance (the game then carries no signal).
-- compact prompts and short responses: CPU compute is the budget.
+- compact prompts, one clue round and short responses: CPU compute is the budget.
 - lr 1e-4 and mean-only decision advantages (std_normalize=false): with 4 players N/A's -0.5
   equals a random vote's expected reward, and z-scored groups with no correct vote drove the
   model onto N/A; mean-only advantages resist that collapse.
@@ -28,6 +28,7 @@ def tiny_cpu() -> VZeroConfig:
     cfg.model.max_pixels = 48 * 48
     cfg.parallel.backend = "gloo"
     cfg.game.prompt_style = "compact"
+    cfg.game.num_clue_rounds = 1
     cfg.rollout.max_clue_tokens = 24
     cfg.rollout.max_vote_tokens = 16
     cfg.grpo.std_normalize = False

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
 import pytest
 
 TIERS = ("unit", "distributed", "functional", "slurm", "gpu")
@@ -24,3 +27,14 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         for item in items:
             if item.get_closest_marker("gpu"):
                 item.add_marker(skip)
+
+
+sys.path.insert(0, str(Path(__file__).parent))  # tests/tiny_run.py for the run-based tiers
+
+
+@pytest.fixture(scope="session")
+def tiny_shards(tmp_path_factory) -> Path:
+    """A small CLEVR grid shard set (generated once per session)."""
+    from tiny_run import make_shards
+
+    return make_shards(tmp_path_factory.mktemp("data") / "clevr")

@@ -9,62 +9,15 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
+from tiny_run import ROOT, TIMING_PREFIXES, env, read_metrics, train_cmd
 
 pytestmark = pytest.mark.functional
-
-ROOT = Path(__file__).resolve().parents[2]
-FAST = [
-    "data.games_per_iteration=2",
-    "game.num_votes=4",
-    "game.num_clue_rounds=1",
-    "rollout.max_clue_tokens=6",
-    "rollout.max_vote_tokens=6",
-    "train.micro_batch_size=16",
-    "logging.wandb_mode=disabled",
-    "logging.progress_bar=false",
-]
-# Wall-clock fields differ between runs; everything else must repeat exactly.
-TIMING_PREFIXES = ("time/", "perf/")
-
-
-def env(threads: int = 1) -> dict[str, str]:
-    e = dict(os.environ)
-    e.update(OMP_NUM_THREADS=str(threads), WANDB_MODE="disabled", PYTHONUNBUFFERED="1")
-    return e
-
-
-@pytest.fixture(scope="module")
-def shards(tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("data") / "clevr"
-    cmd = [
-        sys.executable, "-m", "data_prep", "generate", "--domain", "clevr", "--num-pairs", "120",
-        "--seed", "3", "--opt", "layout=grid", "--opt", "width=48", "--opt", "height=48",
-        "--opt", "cell_size=16", "--out", str(out), "--pairs-per-shard", "10",
-        "--val-fraction", "0.2", "--workers", "1", "--no-progress",
-    ]  # fmt: skip
-    subprocess.run(cmd, check=True, cwd=ROOT, env=env(), timeout=300)
-    return out
-
-
-def train_cmd(run_dir: Path, data: Path, *extra: str, iterations: int = 3) -> list[str]:
-    return [
-        sys.executable, "-m", "vzero_nemo.train", "--recipe", "tiny_cpu",
-        f"data.path={data}", f"logging.dir={run_dir}", f"train.iterations={iterations}",
-        "checkpoint.save_interval=1", *FAST, *extra,
-    ]  # fmt: skip
-
-
-def read_metrics(run_dir: Path) -> list[dict]:
-    lines = (run_dir / "metrics.jsonl").read_text().splitlines()
-    return [json.loads(line) for line in lines if line.strip()]
 
 
 def check_metrics(records: list[dict], iterations: int) -> None:
@@ -93,7 +46,8 @@ def comparable(records: list[dict]) -> list[dict]:
     return [{k: v for k, v in r.items() if not k.startswith(TIMING_PREFIXES)} for r in records]
 
 
-def test_tiny_run_dp1_and_resume_after_kill(shards, tmp_path):
+def test_tiny_run_dp1_and_resume_after_kill(tiny_shards, tmp_path):
+    shards = tiny_shards
     full = tmp_path / "full"
     subprocess.run(train_cmd(full, shards), check=True, cwd=ROOT, env=env(), timeout=900)
     records = read_metrics(full)
@@ -122,7 +76,8 @@ def test_tiny_run_dp1_and_resume_after_kill(shards, tmp_path):
     assert comparable(resumed) == comparable(records)
 
 
-def test_sigusr1_saves_and_exits_zero(shards, tmp_path):
+def test_sigusr1_saves_and_exits_zero(tiny_shards, tmp_path):
+    shards = tiny_shards
     run = tmp_path / "usr1"
     proc = subprocess.Popen(train_cmd(run, shards, iterations=50), cwd=ROOT, env=env())
     try:
@@ -142,7 +97,8 @@ def test_sigusr1_saves_and_exits_zero(shards, tmp_path):
     assert len(read_metrics(run)) == state["iteration"]
 
 
-def test_tiny_run_tp2_through_torchrun(shards, tmp_path):
+def test_tiny_run_tp2_through_torchrun(tiny_shards, tmp_path):
+    shards = tiny_shards
     run = tmp_path / "tp2"
     cmd = [
         sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",

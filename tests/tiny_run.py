@@ -1,0 +1,54 @@
+"""Shared by the functional and gpu tiers: tiny shard sets and `vzero_nemo.train` commands."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+FAST = [
+    "data.games_per_iteration=2",
+    "game.num_votes=4",
+    "game.num_clue_rounds=1",
+    "rollout.max_clue_tokens=6",
+    "rollout.max_vote_tokens=6",
+    "train.micro_batch_size=16",
+    "logging.wandb_mode=disabled",
+    "logging.progress_bar=false",
+]
+# Wall-clock fields differ between runs; everything else must repeat exactly.
+TIMING_PREFIXES = ("time/", "perf/")
+
+
+def env(threads: int = 1) -> dict[str, str]:
+    e = dict(os.environ)
+    e.update(OMP_NUM_THREADS=str(threads), WANDB_MODE="disabled", PYTHONUNBUFFERED="1")
+    return e
+
+
+def make_shards(out: Path) -> Path:
+    """120 CLEVR grid pairs (48x48) in 12 shards with a val split."""
+    cmd = [
+        sys.executable, "-m", "data_prep", "generate", "--domain", "clevr", "--num-pairs", "120",
+        "--seed", "3", "--opt", "layout=grid", "--opt", "width=48", "--opt", "height=48",
+        "--opt", "cell_size=16", "--out", str(out), "--pairs-per-shard", "10",
+        "--val-fraction", "0.2", "--workers", "1", "--no-progress",
+    ]  # fmt: skip
+    subprocess.run(cmd, check=True, cwd=ROOT, env=env(), timeout=300)
+    return out
+
+
+def train_cmd(run_dir: Path, data: Path, *extra: str, iterations: int = 3) -> list[str]:
+    return [
+        sys.executable, "-m", "vzero_nemo.train", "--recipe", "tiny_cpu",
+        f"data.path={data}", f"logging.dir={run_dir}", f"train.iterations={iterations}",
+        "checkpoint.save_interval=1", *FAST, *extra,
+    ]  # fmt: skip
+
+
+def read_metrics(run_dir: Path) -> list[dict]:
+    lines = (run_dir / "metrics.jsonl").read_text().splitlines()
+    return [json.loads(line) for line in lines if line.strip()]
