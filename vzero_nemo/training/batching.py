@@ -18,9 +18,8 @@ from dataclasses import dataclass, field
 import torch
 
 from vzero_nemo.config import ModelConfig
-from vzero_nemo.models.batch import causal_padding_mask, mrope_position_ids
+from vzero_nemo.models.batch import causal_padding_mask, collate_prompts
 from vzero_nemo.models.chat import PromptInputs
-from vzero_nemo.models.sizes import dims_for
 from vzero_nemo.models.tokenizer import VLTokenizer
 
 
@@ -104,49 +103,38 @@ def _collate(
     width: int,
     num_rows: int,
 ) -> MicroBatch:
-    # Filler rows repeat the first sequence (so every row has an image) with no loss.
+    # Filler rows repeat the first sequence (so every row has an image) with no loss; the
+    # first row is padded to `width` so every micro-batch of the step has the same shape.
     fill = seqs + [seqs[0]] * (num_rows - len(seqs))
-    input_ids = torch.full((num_rows, width), tokenizer.pad_id, dtype=torch.long)
-    real = torch.zeros((num_rows, width), dtype=torch.bool)
+    full = [s.prompt.extend(s.response_ids) for s in fill]
+    full[0] = full[0].extend([tokenizer.pad_id] * (width - len(full[0])))
+    batch = collate_prompts(full, tokenizer, model_cfg, padding_side="right")
+    real = batch.attention_mask.clone()
+    real[0, fill[0].length :] = False
     loss_mask = torch.zeros((num_rows, width), dtype=torch.float32)
     old_logp = torch.zeros((num_rows, width), dtype=torch.float32)
     ref_logp = torch.zeros((num_rows, width), dtype=torch.float32)
     advantages = torch.zeros(num_rows, dtype=torch.float32)
-    for b, s in enumerate(fill):
+    for b, s in enumerate(seqs):
         p, r = len(s.prompt), len(s.response_ids)
-        input_ids[b, :p] = s.prompt.input_ids
-        input_ids[b, p : p + r] = torch.tensor(s.response_ids, dtype=torch.long)
-        real[b, : p + r] = True
-        if b >= len(seqs):
-            continue
         # Position p - 1 predicts the first response token.
         loss_mask[b, p - 1 : p + r - 1] = 1.0
         old_logp[b, p - 1 : p + r - 1] = torch.tensor(s.old_logp)
         if s.ref_logp is not None:
             ref_logp[b, p - 1 : p + r - 1] = torch.tensor(s.ref_logp)
         advantages[b] = s.advantage
-    labels = torch.roll(input_ids, shifts=-1, dims=1)
+    labels = torch.roll(batch.input_ids, shifts=-1, dims=1)
     labels[:, -1] = tokenizer.pad_id
-    grid = torch.stack([s.prompt.image_grid_thw.reshape(3) for s in fill])
-    vision = dims_for(model_cfg.size).vision
-    position_ids, _ = mrope_position_ids(
-        input_ids,
-        real,
-        grid,
-        image_token_id=tokenizer.image_pad_id,
-        spatial_merge_size=vision.spatial_merge_size,
-        tokens_per_second=vision.tokens_per_second,
-    )
     return MicroBatch(
-        input_ids=input_ids,
-        position_ids=position_ids,
+        input_ids=batch.input_ids,
+        position_ids=batch.position_ids,
         attention_mask=causal_padding_mask(real),
         labels=labels,
         loss_mask=loss_mask,
         old_logp=old_logp,
         ref_logp=ref_logp,
         advantages=advantages,
-        pixel_values=torch.cat([s.prompt.pixel_values for s in fill]),
-        image_grid_thw=grid,
+        pixel_values=batch.pixel_values,
+        image_grid_thw=batch.image_grid_thw,
         rows=rows,
     )

@@ -20,10 +20,12 @@ as self-play; the output is a weights-only checkpoint for `model.init_checkpoint
 from __future__ import annotations
 
 import argparse
+import json
 import random
 import sys
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 
@@ -133,6 +135,40 @@ class PretrainResult:
     steps: int
     final_nll: float
     seconds: float
+    skills: dict[str, float]
+
+
+def _answer(text: str) -> str:
+    start, end = text.rfind("<answer>"), text.rfind("</answer>")
+    return text[start + len("<answer>") : end].strip() if 0 <= start < end else ""
+
+
+def evaluate_skills(stack, cfg: VZeroConfig, pairs: list[GamePair], seed: int = 0) -> dict:
+    """Greedy answers on `pairs`: describe -> fraction naming an object of the image shown
+    ("grounded"); exists -> fraction of correct yes/no. Chance: ~5/24 and 0.5."""
+    from vzero_nemo.generation.generate import generate
+    from vzero_nemo.generation.sampling import SamplingParams
+    from vzero_nemo.models.batch import collate_prompts
+
+    rng = random.Random(seed)
+    tok = stack.tokenizer
+    out: dict[str, float] = {}
+    for task in ("describe", "exists"):
+        examples = [(make_example(p, cfg, rng, task), p) for p in pairs]
+        prompts = [render_chat(e.messages, tok, p.image(e.image), cfg.model) for e, p in examples]
+        batch = collate_prompts(prompts, tok, cfg.model)
+        params = SamplingParams(temperature=0.0, max_new_tokens=12, stop_token_ids=tok.stop_ids)
+        gen = generate(stack.policy, batch, params, torch.Generator().manual_seed(seed))
+        correct = 0
+        for (example, pair), ids in zip(examples, gen.token_ids):
+            said = _answer(tok.decode([t for t in ids if t not in tok.stop_ids]))
+            if task == "describe":
+                scene = pair.truth.modified if example.image == "modified" else pair.truth.original
+                correct += said in _present(scene)
+            else:
+                correct += said == _answer(example.target)
+        out[f"skill/{task}_accuracy"] = correct / max(len(examples), 1)
+    return out
 
 
 def pretrain(
@@ -144,8 +180,11 @@ def pretrain(
     out_dir: str,
     seed: int = 0,
     log_every: int = 25,
+    eval_pairs: list[GamePair] | None = None,
+    tasks: tuple[str, ...] = TASKS,
 ) -> PretrainResult:
-    """Supervised pre-training on `pairs`; saves a weights-only checkpoint to `out_dir`."""
+    """Supervised pre-training on `pairs`; saves a weights-only checkpoint to `out_dir` and
+    measures the skills on `eval_pairs` (held out)."""
     from vzero_nemo.training.setup import build_stack
 
     stack = build_stack(cfg, with_reference=False)
@@ -156,7 +195,7 @@ def pretrain(
         seqs = []
         for _ in range(batch_size):
             pair = rng.choice(pairs)
-            task = rng.choice(TASKS)
+            task = rng.choice(tasks)
             seqs.append(to_sequence(make_example(pair, cfg, rng, task), pair, cfg, stack.tokenizer))
         batches = make_micro_batches(seqs, stack.tokenizer, cfg.model, cfg.train.micro_batch_size)
         engine.zero_grads(stack.policy, stack.optimizer)
@@ -170,7 +209,9 @@ def pretrain(
             print(f"[pretrain] step {step + 1}/{steps} nll {nll:.3f} ({elapsed:.0f} s)", flush=True)
     with engine.compat_scope():
         ckpt.save_weights(out_dir, stack.policy)
-    return PretrainResult(steps=steps, final_nll=nll, seconds=time.perf_counter() - start)
+    seconds = time.perf_counter() - start
+    skills = evaluate_skills(stack, cfg, eval_pairs, seed) if eval_pairs else {}
+    return PretrainResult(steps=steps, final_nll=nll, seconds=seconds, skills=skills)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -184,6 +225,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--num-pairs", type=int, default=512, help="pairs drawn from data.path")
     parser.add_argument("--lr", type=float, default=3e-3)
     parser.add_argument("--out", required=True, help="weights checkpoint directory to write")
+    parser.add_argument("--eval-pairs", type=int, default=64, help="held-out pairs for skills")
+    parser.add_argument("--tasks", default=",".join(TASKS), help="comma-separated subset")
     parser.add_argument("overrides", nargs="*")
     args = parser.parse_args(argv)
     cfg = get_recipe(args.recipe)
@@ -200,11 +243,23 @@ def main(argv: list[str] | None = None) -> int:
     assert cfg.data.path is not None and cfg.data.seed is not None
     source = GameSource(cfg.data.path, dp_rank=0, dp_size=1, seed=cfg.data.seed)
     pairs = source.next_pairs(args.num_pairs)
-    result = pretrain(cfg, pairs, steps=args.steps, batch_size=args.batch_size, out_dir=args.out)
+    held_out = GameSource(
+        cfg.data.path, dp_rank=0, dp_size=1, seed=cfg.data.seed, split="val", shuffle=False
+    ).next_pairs(args.eval_pairs)
+    result = pretrain(
+        cfg,
+        pairs,
+        steps=args.steps,
+        batch_size=args.batch_size,
+        out_dir=args.out,
+        eval_pairs=held_out,
+        tasks=tuple(args.tasks.split(",")),
+    )
     print(
         f"[pretrain] done: {result.steps} steps, nll {result.final_nll:.3f}, "
-        f"{result.seconds:.0f} s -> {args.out}"
+        f"{result.seconds:.0f} s -> {args.out}; held-out skills {result.skills}"
     )
+    (Path(args.out) / "skills.json").write_text(json.dumps(result.skills, indent=1))
     return 0
 
 
