@@ -3,7 +3,7 @@
 # gloo, no container. The same launcher as the GPU scripts (slurm/common.sh) in CPU mode; the
 # Slurm test tier (tests/slurm/) runs it on a local cluster (scripts/local_slurm.sh).
 #
-#   python -m data_prep generate ... --out runs/tiny_cpu/data/train    # shards first
+#   python -m data_prep generate --domain clevr ... --out runs/tiny_cpu/data   # shards first
 #   sbatch slurm/vzero_tiny_cpu.sh                                     # 2 nodes x 1 process
 #   VZERO_NPROC_PER_NODE=2 sbatch --nodes=1 slurm/vzero_tiny_cpu.sh train.iterations=4
 #   sbatch slurm/vzero_tiny_cpu.sh --dry-run 'logging.run_name=my run'
@@ -23,7 +23,7 @@
 # ---- CONFIG (every value can be set in the environment before sbatch) ----
 RECIPE="${VZERO_RECIPE:-tiny_cpu}"
 export VZERO_DEVICE=cpu  # gloo, no container, VZERO_NPROC_PER_NODE processes per node (default 1)
-export VZERO_DATA_DIR="${VZERO_DATA_DIR:-$PWD/runs/tiny_cpu/data/train}"
+export VZERO_DATA_DIR="${VZERO_DATA_DIR:-$PWD/runs/tiny_cpu/data}"
 export VZERO_RUN_DIR="${VZERO_RUN_DIR:-$PWD/runs/vzero_tiny_cpu-$SLURM_JOB_ID}"
 export VZERO_CKPT_DIR="${VZERO_CKPT_DIR:-$VZERO_RUN_DIR/checkpoints}"
 
