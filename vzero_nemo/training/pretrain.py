@@ -5,6 +5,7 @@
 No pretrained VLM weights are reachable offline, so the tiny model learns, from the data
 generators' ground truth, what any instruction-tuned VLM already knows:
 
+- caption: list every object of the image in reading order;
 - describe: in the game's own clue prompt (any seat, role and history), name one object of
   the image it is shown: `<answer>red cube</answer>`;
 - grounding QA: "Is there a <colour> <shape>?" -> `<answer>yes|no</answer>`;
@@ -39,7 +40,7 @@ from vzero_nemo.training import engine
 from vzero_nemo.training.batching import MicroBatch, TrainSequence, make_micro_batches
 from vzero_nemo.training.rollout import GamePair
 
-TASKS = ("describe", "exists", "vote")
+TASKS = ("caption", "describe", "exists", "vote")
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,6 +90,13 @@ def make_example(pair: GamePair, cfg: VZeroConfig, rng: random.Random, task: str
         target = f"<answer>{_phrase(rng.choice(scene['objects']))}</answer>"
         image = "modified" if role == "spy" else "original"
         return Example(task, messages(builder.system, text), image, target)
+    if task == "caption":
+        # Every object in reading order (cells row by row): dense, deterministic supervision
+        # that can only be predicted from the image.
+        objects = sorted(original["objects"], key=lambda o: (o["center"][1], o["center"][0]))
+        text = "List the objects. Use <answer></answer>."
+        target = f"<answer>{', '.join(_phrase(o) for o in objects)}</answer>"
+        return Example(task, messages(None, text), "original", target)
     if task == "exists":
         scene = original
         yes = rng.random() < 0.5
