@@ -34,7 +34,7 @@ def tiny_cpu() -> VZeroConfig:
     cfg.grpo.std_normalize = False
     cfg.data.path = "runs/tiny_cpu/data"
     cfg.data.games_per_iteration = 16
-    cfg.train.iterations = 20
+    cfg.train.iterations = 40
     cfg.train.lr = 1e-4
     cfg.train.micro_batch_size = 32
     cfg.checkpoint.save_interval = 5
@@ -47,5 +47,5 @@ def tiny_cpu_long() -> VZeroConfig:
     cfg = tiny_cpu()
     cfg.logging.dir = "runs/tiny_cpu_long"
     cfg.data.path = "runs/tiny_cpu_long/data"
-    cfg.train.iterations = 80
+    cfg.train.iterations = 200
     return cfg

@@ -59,7 +59,11 @@ def write_report(run: Path) -> dict[str, Any]:
     after = json.loads((run / "eval_after.json").read_text())
     curve = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines() if x]
     summary = summarize(before, after)
-    (run / "report.json").write_text(json.dumps({"heldout": summary}, indent=1))
+    skills_path = run / "pretrained" / "skills.json"
+    skills = json.loads(skills_path.read_text()) if skills_path.exists() else {}
+    (run / "report.json").write_text(
+        json.dumps({"heldout": summary, "pretrain_skills": skills}, indent=1)
+    )
     parts = [
         "<html><head><meta charset='utf-8'><title>vzero_nemo run report</title>",
         "<style>body{font-family:sans-serif;margin:2em}td,th{padding:2px 8px;"
@@ -74,6 +78,8 @@ def write_report(run: Path) -> dict[str, Any]:
             f"<tr><td>{key}</td><td>{_fmt(row['before'])}</td><td>{_fmt(row['after'])}</td>"
             f"<td>{_fmt(row['delta'])}</td></tr>"
         )
+    parts.append("</table><h2>Pre-training skills (held out, greedy)</h2><table>")
+    parts += [f"<tr><td>{k}</td><td>{_fmt(v)}</td></tr>" for k, v in skills.items()]
     parts.append("</table><h2>Training curve</h2><table><tr>")
     parts += [f"<th>{k}</th>" for k in CURVE]
     parts.append("</tr>")
