@@ -231,7 +231,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--steps", type=int, default=300)
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--num-pairs", type=int, default=512, help="pairs drawn from data.path")
-    parser.add_argument("--lr", type=float, default=3e-3)
+    parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--out", required=True, help="weights checkpoint directory to write")
     parser.add_argument("--eval-pairs", type=int, default=64, help="held-out pairs for skills")
     parser.add_argument("--tasks", default=",".join(TASKS), help="comma-separated subset")

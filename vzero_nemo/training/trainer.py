@@ -279,7 +279,11 @@ def response_stats(rollout: Rollout) -> dict[str, float]:
     log-prob of the sampled tokens under the untempered policy), over this rank's samples."""
     out: dict[str, float] = {}
     for stage in ("clue", "decision"):
-        seqs = [rollout.sequences[s.request_id] for s in rollout.samples if s.stage == stage]
+        seqs = [
+            rollout.sequences[s.request_id]
+            for s in rollout.samples
+            if s.stage == stage and s.request_id in rollout.sequences  # not scripted turns
+        ]
         tokens = sum(len(s.response_ids) for s in seqs)
         nll = -sum(sum(s.old_logp) for s in seqs)
         sums = all_reduce_sum(torch.tensor([tokens, len(seqs), nll], dtype=torch.float64))
