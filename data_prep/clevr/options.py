@@ -27,6 +27,10 @@ class ClevrOptions:
     """Objects edited in the spy image (each changes every attribute in `change_attributes`)."""
     change_attributes: tuple[str, ...] = ("color", "shape")
     """Attributes an edited object changes; a subset of color, shape, material, size."""
+    sizes: tuple[str, ...] = CLEVR_SIZES
+    """Sizes objects are drawn with (e.g. only "large" so shapes stay legible in 16-px cells)."""
+    materials: tuple[str, ...] = CLEVR_MATERIALS
+    """Materials objects are drawn with (e.g. only "rubber": no mirror highlights)."""
     layout: str = "free"
     """"free": objects anywhere on the floor, perspective camera (CLEVR). "grid": one object
     per cell of a `cell_size` grid aligned with a model's patch grid, orthographic camera."""
@@ -61,6 +65,19 @@ class ClevrOptions:
             raise ValueError(
                 f"num_changes={self.num_changes} must be in [1, min_objects={self.min_objects}]"
             )
+        self.sizes, self.materials = tuple(self.sizes), tuple(self.materials)
+        for name, values, allowed in (
+            ("sizes", self.sizes, CLEVR_SIZES),
+            ("materials", self.materials, CLEVR_MATERIALS),
+        ):
+            if not values or any(v not in allowed for v in values):
+                raise ValueError(f"{name}={values!r}: pick a non-empty subset of {allowed}")
+        for attr, values in (("size", self.sizes), ("material", self.materials)):
+            if attr in self.change_attributes and len(values) < 2:
+                raise ValueError(
+                    f"change_attributes includes {attr!r} but only {values!r} may be drawn; "
+                    "allow at least two values"
+                )
         bad = [a for a in self.change_attributes if a not in CHANGEABLE_ATTRIBUTES]
         if bad or not self.change_attributes:
             raise ValueError(

@@ -23,7 +23,7 @@ from data_prep.clevr.stage import (
     half_height,
     screen_to_floor_ortho,
 )
-from vzero_nemo.data.schema import CLEVR_COLORS, CLEVR_MATERIALS, CLEVR_SHAPES, CLEVR_SIZES
+from vzero_nemo.data.schema import CLEVR_COLORS, CLEVR_SHAPES
 
 FLOOR_HALF_EXTENT = 3.0
 MIN_GAP = 0.25  # floor distance between two footprints (CLEVR's min_dist)
@@ -71,12 +71,12 @@ def _rotation(rng: np.random.Generator, layout: str) -> float:
     return float(rng.uniform(0.0, 360.0))
 
 
-def _random_attributes(rng: np.random.Generator) -> dict[str, str]:
+def _random_attributes(rng: np.random.Generator, opts: ClevrOptions) -> dict[str, str]:
     return {
         "shape": str(rng.choice(CLEVR_SHAPES)),
         "color": str(rng.choice(CLEVR_COLORS)),
-        "material": str(rng.choice(CLEVR_MATERIALS)),
-        "size": str(rng.choice(CLEVR_SIZES)),
+        "material": str(rng.choice(opts.materials)),
+        "size": str(rng.choice(opts.sizes)),
     }
 
 
@@ -104,7 +104,7 @@ def sample_scene(
                 radius=0.0,
                 rotation_deg=_rotation(rng, "grid"),
                 cell=(cell // opts.grid_cols, cell % opts.grid_cols),
-                **_random_attributes(rng),
+                **_random_attributes(rng, opts),
             )
             objects.append(_place_in_cell(stage, obj, opts.cell_size))
         return objects
@@ -112,7 +112,7 @@ def sample_scene(
     objects = []
     for i in range(count):
         for _ in range(100):
-            attrs = _random_attributes(rng)
+            attrs = _random_attributes(rng, opts)
             obj = SceneObject(
                 id=i,
                 x=float(rng.uniform(-FLOOR_HALF_EXTENT, FLOOR_HALF_EXTENT)),
@@ -134,7 +134,8 @@ def _changed(
 ) -> SceneObject:
     new = {}
     for attr in opts.change_attributes:
-        choices = [v for v in vocabulary(attr) if v != getattr(obj, attr)]
+        allowed = {"size": opts.sizes, "material": opts.materials}.get(attr, vocabulary(attr))
+        choices = [v for v in allowed if v != getattr(obj, attr)]
         new[attr] = str(rng.choice(choices))
     out = replace(obj, **new)
     if opts.layout == "grid":
