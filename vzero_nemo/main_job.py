@@ -5,8 +5,8 @@
 
 Steps (each a real entry point of the project, run as its own process, skipped when its
 output already exists so an interrupted job continues where it stopped):
-1. `python -m data_prep generate`: CLEVR grid pairs (48x48, 3x3 cells) into WebDataset shards
-   with a train/val split;
+1. `python -m data_prep generate`: CLEVR grid pairs (48x48, 3x3 cells; large rubber objects,
+   whose shapes stay legible at 16 px) into WebDataset shards with a train/val split;
 2. `python -m vzero_nemo.training.pretrain`: the tiny VLM learns to describe objects, answer
    grounding questions and the answer format (never which player is the spy);
 3. `python -m vzero_nemo.eval.heldout` on the held-out split: the starting point;
@@ -52,7 +52,7 @@ def main(argv: list[str] | None = None) -> int:
     run_dir = Path(cfg.logging.dir)
     data = Path(cfg.data.path or run_dir / "data")
     pretrained = run_dir / "pretrained"
-    steps = args.pretrain_steps or (1500 if args.long else 600)
+    steps = args.pretrain_steps or (2500 if args.long else 1000)
     os.environ.setdefault("OMP_NUM_THREADS", str(os.cpu_count() or 1))
     os.environ.setdefault("WANDB_MODE", "offline")
     py = sys.executable
@@ -64,7 +64,8 @@ def main(argv: list[str] | None = None) -> int:
             py, "-m", "data_prep", "generate", "--domain", "clevr",
             "--num-pairs", str(args.num_pairs), "--seed", str(args.seed),
             "--opt", "layout=grid", "--opt", "width=48", "--opt", "height=48",
-            "--opt", "cell_size=16", "--out", str(data), "--pairs-per-shard", "50",
+            "--opt", "cell_size=16", "--opt", "sizes=large", "--opt", "materials=rubber",
+            "--out", str(data), "--pairs-per-shard", "50",
             "--val-fraction", "0.2", "--workers", str(os.cpu_count() or 1), "--no-progress",
         ])  # fmt: skip
     common = [f"data.path={data}", *args.overrides]

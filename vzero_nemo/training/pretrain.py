@@ -41,6 +41,8 @@ from vzero_nemo.training.batching import MicroBatch, TrainSequence, make_micro_b
 from vzero_nemo.training.rollout import GamePair
 
 TASKS = ("caption", "describe", "exists", "vote")
+# Sampling weights: the caption is the densest visual supervision, so it gets half the batch.
+TASK_WEIGHTS = {"caption": 3.0, "describe": 1.0, "exists": 1.0, "vote": 1.0}
 
 
 @dataclass(frozen=True, slots=True)
@@ -203,7 +205,7 @@ def pretrain(
         seqs = []
         for _ in range(batch_size):
             pair = rng.choice(pairs)
-            task = rng.choice(tasks)
+            task = rng.choices(tasks, weights=[TASK_WEIGHTS[t] for t in tasks])[0]
             seqs.append(to_sequence(make_example(pair, cfg, rng, task), pair, cfg, stack.tokenizer))
         batches = make_micro_batches(seqs, stack.tokenizer, cfg.model, cfg.train.micro_batch_size)
         engine.zero_grads(stack.policy, stack.optimizer)
