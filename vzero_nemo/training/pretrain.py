@@ -8,9 +8,11 @@ generators' ground truth, what any instruction-tuned VLM already knows:
 - caption: list every object of the image in reading order;
 - describe: in the game's own clue prompt (any seat, role and history), name one object of
   the image it is shown: `<answer>red cube</answer>`;
-- grounding QA: "Is there a <colour> <shape>?" -> `<answer>yes|no</answer>`;
-- answer format of a vote, with grounded reasoning: in the game's vote prompt, check each
-  clue against the image (`<think>1 yes 2 no 3 yes 4 yes</think>`), then answer with a
+- grounding QA: "Is there a <colour> <shape>?" -> `<think>{caption}</think><answer>yes|no
+  </answer>` (list what is seen, then compare in text);
+- answer format of a vote, with grounded reasoning: in the game's vote prompt, list the
+  objects and check each clue against them (`<think>{caption}. 1 yes 2 no 3 yes 4 yes
+  </think>`), then answer with a
   player number drawn UNIFORMLY AT RANDOM. The target never names the spy: which seat is the
   spy, and that a clue contradicting the image points to it, is left to self-play.
 
@@ -57,6 +59,12 @@ def _phrase(obj: dict) -> str:
     return f"{obj['color']} {obj['shape']}"
 
 
+def _caption(scene: dict) -> str:
+    """Every object of `scene` in reading order: "red cube, blue sphere, ..."."""
+    objects = sorted(scene["objects"], key=lambda o: (o["center"][1], o["center"][0]))
+    return ", ".join(_phrase(o) for o in objects)
+
+
 def _present(scene: dict) -> set[str]:
     return {_phrase(o) for o in scene["objects"]}
 
@@ -95,16 +103,16 @@ def make_example(pair: GamePair, cfg: VZeroConfig, rng: random.Random, task: str
     if task == "caption":
         # Every object in reading order (cells row by row): dense, deterministic supervision
         # that can only be predicted from the image.
-        objects = sorted(original["objects"], key=lambda o: (o["center"][1], o["center"][0]))
         text = "List the objects. Use <answer></answer>."
-        target = f"<answer>{', '.join(_phrase(o) for o in objects)}</answer>"
+        target = f"<answer>{_caption(original)}</answer>"
         return Example(task, messages(None, text), "original", target)
     if task == "exists":
         scene = original
         yes = rng.random() < 0.5
         phrase = _phrase(rng.choice(scene["objects"])) if yes else _absent_phrase(scene, rng)
         text = f"Is there a {phrase}? Use <answer></answer>."
-        target = f"<answer>{'yes' if yes else 'no'}</answer>"
+        # Reason by listing what is seen, then compare in text.
+        target = f"<think>{_caption(scene)}</think><answer>{'yes' if yes else 'no'}</answer>"
         return Example(task, messages(None, text), "original", target)
     if task == "vote":
         clues = []
@@ -121,7 +129,7 @@ def make_example(pair: GamePair, cfg: VZeroConfig, rng: random.Random, task: str
                 checks.append(f"{s + 1} {'yes' if true_clue else 'no'}")
         text = builder.vote_text("clevr", -1, "observer", clues, ())
         answer = rng.randrange(n) + 1  # format only: never the spy
-        target = f"<think>{' '.join(checks)}</think><answer>{answer}</answer>"
+        target = f"<think>{_caption(original)}. {' '.join(checks)}</think><answer>{answer}</answer>"
         return Example(task, messages(builder.system, text), "original", target)
     raise ValueError(f"unknown pre-training task {task!r}; expected one of {TASKS}")
 
@@ -167,7 +175,7 @@ def evaluate_skills(stack, cfg: VZeroConfig, pairs: list[GamePair], seed: int = 
         examples = [(make_example(p, cfg, rng, task), p) for p in pairs]
         prompts = [render_chat(e.messages, tok, p.image(e.image), cfg.model) for e, p in examples]
         batch = collate_prompts(prompts, tok, cfg.model)
-        params = SamplingParams(temperature=0.0, max_new_tokens=12, stop_token_ids=tok.stop_ids)
+        params = SamplingParams(temperature=0.0, max_new_tokens=48, stop_token_ids=tok.stop_ids)
         gen = generate(stack.policy, batch, params, torch.Generator().manual_seed(seed))
         correct = 0
         for (example, pair), ids in zip(examples, gen.token_ids):
