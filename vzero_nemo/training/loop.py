@@ -142,7 +142,8 @@ def train(cfg: VZeroConfig) -> Trainer:
             if tr.state.iteration % cfg.checkpoint.save_interval == 0 and not done:
                 save(tr)
                 last_saved = tr.state.iteration
-                write_run_state(cfg, tr.state.iteration, False) if tr.par.is_main else None
+                if tr.par.is_main:
+                    write_run_state(cfg, tr.state.iteration, False)
             budget = cfg.train.time_budget_s
             out_of_time = budget is not None and time.monotonic() - start + slowest_s > budget
             if not done and (stop.agreed() or all_reduce_max(float(out_of_time), "world") > 0):

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import random
 import sys
 import time
@@ -257,7 +258,7 @@ def main(argv: list[str] | None = None) -> int:
             *args.overrides,
         ]
     )
-    cfg.finalize(int(__import__("os").environ.get("WORLD_SIZE", "1")))
+    cfg.finalize(int(os.environ.get("WORLD_SIZE", "1")))
     assert cfg.data.path is not None and cfg.data.seed is not None
     source = GameSource(cfg.data.path, dp_rank=0, dp_size=1, seed=cfg.data.seed)
     pairs = source.next_pairs(args.num_pairs)

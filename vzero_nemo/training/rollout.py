@@ -123,10 +123,15 @@ def play_games(
             ),
             stop_token_ids=tokenizer.stop_ids,
         )
-        prompts = [
-            render_chat(r.messages, tokenizer, pairs[r.game_index].image(r.image), cfg.model)
-            for r in requests
-        ]
+        # The num_votes observer samples of a game share one prompt: render it once.
+        rendered: dict[tuple[int, str, str], PromptInputs] = {}
+        prompts = []
+        for r in requests:
+            key = (r.game_index, r.image, repr(r.messages))
+            if key not in rendered:
+                image = pairs[r.game_index].image(r.image)
+                rendered[key] = render_chat(r.messages, tokenizer, image, cfg.model)
+            prompts.append(rendered[key])
         ids, logps = generate_texts(
             model, prompts, tokenizer, params, generator, cfg.rollout.max_batch, cfg.model
         )

@@ -276,18 +276,21 @@ def train_step(tr: Trainer, sequences: list[TrainSequence]) -> dict[str, float]:
 
 def response_stats(rollout: Rollout) -> dict[str, float]:
     """Mean response length per stage and the Monte-Carlo entropy estimate (mean negative
-    log-prob of the sampled tokens under the untempered policy), over this rank's samples."""
-    out: dict[str, float] = {}
-    for stage in ("clue", "decision"):
+    log-prob of the sampled tokens under the untempered policy), over all DP ranks."""
+    stages = ("clue", "decision")
+    local = []
+    for stage in stages:
         seqs = [
             rollout.sequences[s.request_id]
             for s in rollout.samples
             if s.stage == stage and s.request_id in rollout.sequences  # not scripted turns
         ]
         tokens = sum(len(s.response_ids) for s in seqs)
-        nll = -sum(sum(s.old_logp) for s in seqs)
-        sums = all_reduce_sum(torch.tensor([tokens, len(seqs), nll], dtype=torch.float64))
-        t, n, h = sums.tolist()
+        local += [tokens, len(seqs), -sum(sum(s.old_logp) for s in seqs)]
+    sums = all_reduce_sum(torch.tensor(local, dtype=torch.float64)).tolist()
+    out: dict[str, float] = {}
+    for i, stage in enumerate(stages):
+        t, n, h = sums[3 * i : 3 * i + 3]
         out[f"response/{stage}_tokens_mean"] = t / max(n, 1.0)
         out[f"response/{stage}_entropy_mc"] = h / max(t, 1.0)
     return out
