@@ -30,7 +30,7 @@ def tiny_cpu() -> VZeroConfig:
     cfg.game.prompt_style = "compact"
     cfg.game.num_clue_rounds = 1
     cfg.rollout.max_clue_tokens = 24
-    cfg.rollout.max_vote_tokens = 48  # the vote lists the objects before checking clues
+    cfg.rollout.max_vote_tokens = 72  # the vote checks every clue against the image
     cfg.grpo.std_normalize = False
     cfg.data.path = "runs/tiny_cpu/data"
     cfg.data.games_per_iteration = 16

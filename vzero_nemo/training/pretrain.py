@@ -8,13 +8,21 @@ generators' ground truth, what any instruction-tuned VLM already knows:
 - caption: list every object of the image in reading order;
 - describe: in the game's own clue prompt (any seat, role and history), name one object of
   the image it is shown: `<answer>red cube</answer>`;
-- grounding QA: "Is there a <colour> <shape>?" -> `<think>{caption}</think><answer>yes|no
-  </answer>` (list what is seen, then compare in text);
-- answer format of a vote, with grounded reasoning: in the game's vote prompt, list the
-  objects and check each clue against them (`<think>{caption}. 1 yes 2 no 3 yes 4 yes
-  </think>`), then answer with a
-  player number drawn UNIFORMLY AT RANDOM. The target never names the spy: which seat is the
-  spy, and that a clue contradicting the image points to it, is left to self-play.
+- grounding QA: "Is there a <colour> <shape>?" -> `<think>red cube: red sphere no.</think>
+  <answer>no</answer>`: restate the phrase, name the object of the image most like it, then
+  compare (the reasoning of one clue check below);
+- answer format of a vote, with grounded reasoning: in the game's vote prompt, restate each
+  clue, name the object of the image most like it and say whether they are the same, then
+  list the players whose clues are wrong of the image (`<think>1 red cube: red cube yes.
+  2 large blue rubber sphere: blue cube no. ... wrong: 2.</think>`), then answer with a
+  player number drawn UNIFORMLY AT RANDOM. The target never names the spy: that a wrong clue
+  points to the spy is left to self-play, which only has to learn to use the list.
+
+Why "most like it" rather than a bare yes/no: fetching the most similar object is what one
+attention head over the image tokens does, and naming it supervises that lookup on every
+check; the verdict is then a comparison of two adjacent phrases. A 1.7M-parameter model
+trained for a bare yes/no verdict, after a caption or right after the phrase, stayed at
+chance on it (0.47-0.58 after 1000 steps).
 
 The model is trained with the same megatron-core schedule, optimizer and dist-checkpoint code
 as self-play; the output is a weights-only checkpoint for `model.init_checkpoint`.
@@ -26,6 +34,7 @@ import argparse
 import json
 import os
 import random
+import re
 import sys
 import time
 from dataclasses import dataclass
@@ -35,6 +44,7 @@ import torch
 
 from vzero_nemo.config import VZeroConfig
 from vzero_nemo.data.schema import CLEVR_COLORS, CLEVR_SHAPES
+from vzero_nemo.game.policies import clevr_contradicts, describe_object
 from vzero_nemo.game.prompts import PromptBuilder, messages
 from vzero_nemo.game.roles import Clue
 from vzero_nemo.models.chat import render_chat
@@ -45,7 +55,11 @@ from vzero_nemo.training.rollout import GamePair
 
 TASKS = ("caption", "describe", "exists", "vote")
 # Sampling weights: the caption is the densest visual supervision, so it gets half the batch.
-TASK_WEIGHTS = {"caption": 3.0, "describe": 1.0, "exists": 1.0, "vote": 1.0}
+TASK_WEIGHTS = {"caption": 2.0, "describe": 1.0, "exists": 2.0, "vote": 3.0}
+# Share of vote-example clues that are true of the civilians' image (the rest name an absent
+# object), and of clues in the scripted oracle's long form ("large red rubber cube").
+TRUE_CLUE_RATE = 0.7
+LONG_CLUE_RATE = 0.3
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,6 +92,43 @@ def _absent_phrase(scene: dict, rng: random.Random) -> str:
             return phrase
 
 
+def _vote_clue(scene: dict, rng: random.Random) -> str:
+    """A clue as players give them: true or false of `scene`, short or long form."""
+    if rng.random() < TRUE_CLUE_RATE:
+        obj = rng.choice(scene["objects"])
+        return describe_object(obj) if rng.random() < LONG_CLUE_RATE else _phrase(obj)
+    color, shape = _absent_phrase(scene, rng).split()
+    if rng.random() < LONG_CLUE_RATE:
+        obj = rng.choice(scene["objects"])
+        return describe_object({**obj, "color": color, "shape": shape})
+    return f"{color} {shape}"
+
+
+def most_like(phrase: str, scene: dict) -> str:
+    """The object of `scene` most like the clue `phrase`, short form: the same colour and
+    shape if there is one, else the same colour, else the same shape, else the first in
+    reading order (ties: reading order)."""
+    words = set(phrase.lower().split())
+    objects = sorted(scene["objects"], key=lambda o: (o["center"][1], o["center"][0]))
+    best = max(objects, key=lambda o: 2 * (o["color"] in words) + (o["shape"] in words))
+    return _phrase(best)
+
+
+def check_clues(clues: list[Clue], scene: dict) -> str:
+    """The vote's reasoning: each clue restated, the object of `scene` most like it and
+    whether they are the same, then the players whose clues are wrong of `scene`:
+    "1 red cube: red cube yes. 2 blue cube: blue sphere no. wrong: 2."."""
+    checks, wrong = [], []
+    for c in clues:
+        bad = clevr_contradicts(c.text, scene)
+        checks.append(
+            f"{c.seat + 1} {c.text}: {most_like(c.text, scene)} {'no' if bad else 'yes'}."
+        )
+        if bad and str(c.seat + 1) not in wrong:
+            wrong.append(str(c.seat + 1))
+    return f"{' '.join(checks)} wrong: {' '.join(wrong) or 'none'}."
+
+
 def make_example(pair: GamePair, cfg: VZeroConfig, rng: random.Random, task: str) -> Example:
     """One supervised example of `task` on `pair` (clevr truth with object lists)."""
     if pair.truth.domain != "clevr":
@@ -108,29 +159,22 @@ def make_example(pair: GamePair, cfg: VZeroConfig, rng: random.Random, task: str
         target = f"<answer>{_caption(original)}</answer>"
         return Example(task, messages(None, text), "original", target)
     if task == "exists":
-        scene = original
         yes = rng.random() < 0.5
-        phrase = _phrase(rng.choice(scene["objects"])) if yes else _absent_phrase(scene, rng)
+        phrase = _phrase(rng.choice(original["objects"])) if yes else _absent_phrase(original, rng)
         text = f"Is there a {phrase}? Use <answer></answer>."
-        # Reason by listing what is seen, then compare in text.
-        target = f"<think>{_caption(scene)}</think><answer>{'yes' if yes else 'no'}</answer>"
+        # The same reasoning as one clue check of a vote.
+        verdict = "yes" if yes else "no"
+        target = f"<think>{phrase}: {most_like(phrase, original)} {verdict}.</think><answer>{verdict}</answer>"
         return Example(task, messages(None, text), "original", target)
     if task == "vote":
-        clues = []
-        checks = []
-        for r in range(game.num_clue_rounds):
-            for s in range(n):
-                true_clue = rng.random() < 0.7
-                phrase = (
-                    _phrase(rng.choice(original["objects"]))
-                    if true_clue
-                    else _absent_phrase(original, rng)
-                )
-                clues.append(Clue(r, s, phrase, True))
-                checks.append(f"{s + 1} {'yes' if true_clue else 'no'}")
+        clues = [
+            Clue(r, s, _vote_clue(original, rng), True)
+            for r in range(game.num_clue_rounds)
+            for s in range(n)
+        ]
         text = builder.vote_text("clevr", -1, "observer", clues, ())
         answer = rng.randrange(n) + 1  # format only: never the spy
-        target = f"<think>{_caption(original)}. {' '.join(checks)}</think><answer>{answer}</answer>"
+        target = f"<think>{check_clues(clues, original)}</think><answer>{answer}</answer>"
         return Example(task, messages(builder.system, text), "original", target)
     raise ValueError(f"unknown pre-training task {task!r}; expected one of {TASKS}")
 
@@ -162,9 +206,20 @@ def _answer(text: str) -> str:
     return text[start + len("<answer>") : end].strip() if 0 <= start < end else ""
 
 
+_VERDICT = re.compile(r"\b(yes|no)\.")
+
+
+def _verdicts(text: str) -> list[str]:
+    start, end = text.find("<think>"), text.find("</think>")
+    return _VERDICT.findall(text[start:end] if 0 <= start < end else "")
+
+
 def evaluate_skills(stack, cfg: VZeroConfig, pairs: list[GamePair], seed: int = 0) -> dict:
-    """Greedy answers on `pairs`: describe -> fraction naming an object of the image shown
-    ("grounded"); exists -> fraction of correct yes/no. Chance: ~5/24 and 0.5."""
+    """Greedy answers on `pairs` (chance in brackets):
+    - describe: fraction naming an object of the image shown ("grounded", ~5/24);
+    - exists: fraction of correct yes/no (0.5);
+    - check: in vote prompts, fraction of clues whose yes/no verdict is right (a missing
+      verdict counts as wrong; 0.5 for a coin, 0.7 for always "yes")."""
     from vzero_nemo.generation.generate import generate
     from vzero_nemo.generation.sampling import SamplingParams
     from vzero_nemo.models.batch import collate_prompts
@@ -172,21 +227,30 @@ def evaluate_skills(stack, cfg: VZeroConfig, pairs: list[GamePair], seed: int = 
     rng = random.Random(seed)
     tok = stack.tokenizer
     out: dict[str, float] = {}
-    for task in ("describe", "exists"):
+    for task in ("describe", "exists", "vote"):
         examples = [(make_example(p, cfg, rng, task), p) for p in pairs]
         prompts = [render_chat(e.messages, tok, p.image(e.image), cfg.model) for e, p in examples]
         batch = collate_prompts(prompts, tok, cfg.model)
-        params = SamplingParams(temperature=0.0, max_new_tokens=48, stop_token_ids=tok.stop_ids)
+        params = SamplingParams(
+            temperature=0.0, max_new_tokens=cfg.rollout.max_vote_tokens, stop_token_ids=tok.stop_ids
+        )
         gen = generate(stack.policy, batch, params, torch.Generator().manual_seed(seed))
-        correct = 0
+        correct = total = 0
         for (example, pair), ids in zip(examples, gen.token_ids):
-            said = _answer(tok.decode([t for t in ids if t not in tok.stop_ids]))
+            text = tok.decode([t for t in ids if t not in tok.stop_ids])
+            if task == "vote":
+                want, said = _verdicts(example.target), _verdicts(text)
+                correct += sum(w == s for w, s in zip(want, said))
+                total += len(want)
+                continue
+            said, total = _answer(text), total + 1
             if task == "describe":
                 scene = pair.truth.modified if example.image == "modified" else pair.truth.original
                 correct += said in _present(scene)
             else:
                 correct += said == _answer(example.target)
-        out[f"skill/{task}_accuracy"] = correct / max(len(examples), 1)
+        name = "check" if task == "vote" else task
+        out[f"skill/{name}_accuracy"] = correct / max(total, 1)
     return out
 
 
@@ -201,9 +265,10 @@ def pretrain(
     log_every: int = 25,
     eval_pairs: list[GamePair] | None = None,
     tasks: tuple[str, ...] = TASKS,
+    eval_every: int = 0,
 ) -> PretrainResult:
     """Supervised pre-training on `pairs`; saves a weights-only checkpoint to `out_dir` and
-    measures the skills on `eval_pairs` (held out)."""
+    measures the skills on `eval_pairs` (held out), also every `eval_every` steps if > 0."""
     from vzero_nemo.training.setup import build_stack
 
     stack = build_stack(cfg, with_reference=False)
@@ -226,6 +291,10 @@ def pretrain(
         if stack.par.is_main and (step % log_every == 0 or step == steps - 1):
             elapsed = time.perf_counter() - start
             print(f"[pretrain] step {step + 1}/{steps} nll {nll:.3f} ({elapsed:.0f} s)", flush=True)
+        if eval_every and eval_pairs and (step + 1) % eval_every == 0 and step + 1 < steps:
+            skills = evaluate_skills(stack, cfg, eval_pairs, seed)
+            if stack.par.is_main:
+                print(f"[pretrain] step {step + 1} held-out skills {skills}", flush=True)
     with engine.compat_scope():
         ckpt.save_weights(out_dir, stack.policy)
     seconds = time.perf_counter() - start
@@ -246,6 +315,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", required=True, help="weights checkpoint directory to write")
     parser.add_argument("--eval-pairs", type=int, default=64, help="held-out pairs for skills")
     parser.add_argument("--tasks", default=",".join(TASKS), help="comma-separated subset")
+    parser.add_argument("--eval-every", type=int, default=0, help="skills every N steps")
     parser.add_argument("overrides", nargs="*")
     args = parser.parse_args(argv)
     cfg = get_recipe(args.recipe)
@@ -273,6 +343,7 @@ def main(argv: list[str] | None = None) -> int:
         out_dir=args.out,
         eval_pairs=held_out,
         tasks=tuple(args.tasks.split(",")),
+        eval_every=args.eval_every,
     )
     print(
         f"[pretrain] done: {result.steps} steps, nll {result.final_nll:.3f}, "

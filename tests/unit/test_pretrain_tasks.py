@@ -1,0 +1,116 @@
+"""Pre-training tasks: targets follow the ground truth, checks are right, the spy is never named."""
+
+from __future__ import annotations
+
+import io
+import random
+import re
+
+import pytest
+from PIL import Image
+
+from data_prep.clevr.generate import generate_pair
+from recipes import get_recipe
+from vzero_nemo.game.policies import clevr_contradicts
+from vzero_nemo.training.pretrain import TASKS, check_clues, make_example, most_like
+from vzero_nemo.training.rollout import GamePair
+
+pytestmark = pytest.mark.unit
+
+GRID = dict(layout="grid", width=48, height=48, cell_size=16, sizes=("large",))
+
+
+def _pair(index: int) -> GamePair:
+    sample = generate_pair(7, index, **GRID)
+    rgb = [
+        Image.open(io.BytesIO(b)).convert("RGB") for b in (sample.original_png, sample.modified_png)
+    ]
+    return GamePair(sample.key, rgb[0], rgb[1], sample.truth)
+
+
+def _scene(*objects: tuple[str, str, int, int]) -> dict:
+    return {
+        "objects": [
+            {"color": c, "shape": s, "size": "large", "material": "rubber", "center": [x, y]}
+            for c, s, x, y in objects
+        ]
+    }
+
+
+def test_most_like_prefers_exact_then_colour_then_shape_then_reading_order():
+    scene = _scene(("blue", "sphere", 40, 8), ("red", "sphere", 8, 24), ("gray", "cube", 8, 8))
+    assert most_like("red sphere", scene) == "red sphere"
+    assert most_like("large red rubber cube", scene) == "red sphere"  # colour beats shape
+    assert most_like("cyan cube", scene) == "gray cube"  # shape only
+    assert most_like("cyan cylinder", scene) == "gray cube"  # nothing alike: first read
+    assert most_like("blue cylinder", scene) == "blue sphere"
+
+
+def test_check_clues_restates_each_clue_and_judges_it_against_the_scene():
+    from vzero_nemo.game.roles import Clue
+
+    scene = _scene(("red", "cube", 8, 8), ("blue", "sphere", 24, 8))
+    clues = [Clue(0, 0, "red cube", True), Clue(0, 1, "large blue rubber cube", True)]
+    assert (
+        check_clues(clues, scene)
+        == "1 red cube: red cube yes. 2 large blue rubber cube: blue sphere no. wrong: 2."
+    )
+    assert check_clues(clues[:1], scene).endswith("yes. wrong: none.")
+    more = [Clue(0, 3, "gray cube", True), *clues, Clue(1, 3, "cyan cube", True)]
+    assert check_clues(more, scene).endswith("wrong: 4 2.")  # each player once, in order
+
+
+@pytest.fixture(scope="module")
+def cfg():
+    c = get_recipe("tiny_cpu")
+    c.finalize(1)
+    return c
+
+
+def _verdicts(target: str) -> list[tuple[str, str]]:
+    think = target[target.index("<think>") + 7 : target.index("</think>")]
+    return re.findall(r"(\d) ([a-z ]+?): [a-z]+ [a-z]+ (yes|no)\.", think)
+
+
+def test_vote_targets_check_clues_right_and_answer_uniformly_never_by_the_spy(cfg):
+    rng = random.Random(0)
+    pairs = [_pair(i) for i in range(6)]
+    answers, verdicts = [], []
+    for i in range(600):
+        pair = pairs[i % len(pairs)]
+        ex = make_example(pair, cfg, rng, "vote")
+        for seat, clue, verdict in _verdicts(ex.target):
+            assert f"Player {seat} said: {clue}." in ex.messages[-1]["content"][1]["text"]
+            assert verdict == ("no" if clevr_contradicts(clue, pair.truth.original) else "yes")
+            verdicts.append(verdict)
+        answers.append(int(ex.target.split("<answer>")[1].split("</answer>")[0]))
+        # Clues are mostly true; the answer is uniform over the seats (it carries no game truth).
+        wrong = sorted({seat for seat, _, verdict in _verdicts(ex.target) if verdict == "no"})
+        assert f"wrong: {' '.join(wrong) or 'none'}.</think>" in ex.target
+    assert 0.6 < verdicts.count("yes") / len(verdicts) < 0.8
+    counts = [answers.count(k) for k in range(1, cfg.game.num_players + 1)]
+    assert min(counts) > 120 and max(counts) < 180, counts
+
+
+def test_exists_targets_reason_as_one_check_and_answer_by_the_truth(cfg):
+    rng = random.Random(1)
+    pair = _pair(0)
+    seen = set()
+    for _ in range(60):
+        ex = make_example(pair, cfg, rng, "exists")
+        phrase = re.search(r"Is there a (\w+ \w+)\?", ex.messages[-1]["content"][1]["text"])[1]
+        answer = "no" if clevr_contradicts(phrase, pair.truth.original) else "yes"
+        want = f"<think>{phrase}: {most_like(phrase, pair.truth.original)} {answer}.</think>"
+        assert ex.target == f"{want}<answer>{answer}</answer>"
+        seen.add(answer)
+    assert seen == {"yes", "no"}
+
+
+def test_every_task_builds_and_unknown_task_is_named(cfg):
+    rng = random.Random(2)
+    pair = _pair(1)
+    for task in TASKS:
+        ex = make_example(pair, cfg, rng, task)
+        assert ex.task == task and ex.target.endswith("</answer>")
+    with pytest.raises(ValueError, match="unknown pre-training task 'spy'"):
+        make_example(pair, cfg, rng, "spy")
