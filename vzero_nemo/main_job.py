@@ -5,11 +5,13 @@
 
 Steps (each a real entry point of the project, run as its own process, skipped when its
 output already exists so an interrupted job continues where it stopped):
-1. `python -m data_prep generate`: CLEVR grid pairs (48x48, 3x3 cells; large rubber objects,
-   whose shapes stay legible at 16 px) into WebDataset shards with a train/val split;
+1. `python -m data_prep generate`: CLEVR grid pairs (48x48, 3x3 cells; 3-5 large rubber
+   objects, whose shapes stay legible at 16 px; 2 of them edited in the spy image) into
+   WebDataset shards with a train/val split;
 2. `python -m vzero_nemo.training.pretrain`: the tiny VLM learns to describe objects, answer
    grounding questions and the answer format (never which player is the spy);
-3. `python -m vzero_nemo.eval.heldout` on the held-out split: the starting point;
+3. `python -m vzero_nemo.eval.heldout` on the held-out split: the starting point, in games
+   with the model's own clues and with scripted oracle clues (the observer alone);
 4. `python -m vzero_nemo.train --recipe tiny_cpu`: Iterative-SPO self-play from the
    pre-trained weights (the frozen reference is the same pre-trained model);
 5. the same evaluation of the final policy, then `python -m vzero_nemo.eval.report`.
@@ -28,6 +30,23 @@ from pathlib import Path
 
 from recipes import get_recipe
 
+# The tiny data set: objects on the 3x3 grid of the tiny model's image tokens.
+TINY_DATA_OPTIONS = (
+    "layout=grid", "width=48", "height=48", "cell_size=16", "sizes=large",
+    "materials=rubber", "min_objects=3", "max_objects=5",
+)  # fmt: skip
+
+
+def data_command(out: Path, num_pairs: int, seed: int, workers: int) -> list[str]:
+    """`python -m data_prep generate` of the tiny data set (train + val split) into `out`."""
+    options = [word for opt in TINY_DATA_OPTIONS for word in ("--opt", opt)]
+    return [
+        sys.executable, "-m", "data_prep", "generate", "--domain", "clevr",
+        "--num-pairs", str(num_pairs), "--seed", str(seed), *options, "--out", str(out),
+        "--pairs-per-shard", "50", "--val-fraction", "0.2", "--workers", str(workers),
+        "--no-progress",
+    ]  # fmt: skip
+
 
 def run(step: str, cmd: list[str]) -> float:
     print(f"\n[main] {step}: {' '.join(cmd)}", flush=True)
@@ -43,7 +62,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--long", action="store_true", help="the longer learning run")
     parser.add_argument("--num-pairs", type=int, default=1200)
     parser.add_argument("--pretrain-steps", type=int, default=None)
-    parser.add_argument("--eval-games", type=int, default=48)
+    parser.add_argument("--eval-games", type=int, default=128)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("overrides", nargs="*", help="key=value overrides for self-play")
     args = parser.parse_args(argv)
@@ -60,14 +79,9 @@ def main(argv: list[str] | None = None) -> int:
     start = time.monotonic()
 
     if not (data / "manifest.json").exists():
-        times["data"] = run("data", [
-            py, "-m", "data_prep", "generate", "--domain", "clevr",
-            "--num-pairs", str(args.num_pairs), "--seed", str(args.seed),
-            "--opt", "layout=grid", "--opt", "width=48", "--opt", "height=48",
-            "--opt", "cell_size=16", "--opt", "sizes=large", "--opt", "materials=rubber",
-            "--out", str(data), "--pairs-per-shard", "50",
-            "--val-fraction", "0.2", "--workers", str(os.cpu_count() or 1), "--no-progress",
-        ])  # fmt: skip
+        times["data"] = run(
+            "data", data_command(data, args.num_pairs, args.seed, os.cpu_count() or 1)
+        )
     common = [f"data.path={data}", *args.overrides]
     if not pretrained.exists():
         times["pretrain"] = run("pretrain", [
@@ -76,20 +90,23 @@ def main(argv: list[str] | None = None) -> int:
         ])  # fmt: skip
     evaluate = [py, "-m", "vzero_nemo.eval.heldout", "--recipe", recipe,
                 "--games", str(args.eval_games)]  # fmt: skip
-    if not (run_dir / "eval_before.json").exists():
-        times["eval_before"] = run("eval before", [
-            *evaluate, "--weights", str(pretrained), "--out", str(run_dir / "eval_before.json"),
-            *common,
-        ])  # fmt: skip
+    clue_modes = {"": [], "_oracle": ["rollout.clue_policy=oracle"]}
+    for suffix, extra in clue_modes.items():
+        out = run_dir / f"eval_before{suffix}.json"
+        if not out.exists():
+            times[f"eval_before{suffix}"] = run(f"eval before{suffix}", [
+                *evaluate, "--weights", str(pretrained), "--out", str(out), *common, *extra,
+            ])  # fmt: skip
     times["self_play"] = run("self-play", [
         py, "-m", "vzero_nemo.train", "--recipe", recipe,
         f"model.init_checkpoint={pretrained}", *common,
     ])  # fmt: skip
     latest = (run_dir / "checkpoints" / "latest").read_text().strip()
-    times["eval_after"] = run("eval after", [
-        *evaluate, "--weights", str(run_dir / "checkpoints" / latest / "dist"),
-        "--out", str(run_dir / "eval_after.json"), *common,
-    ])  # fmt: skip
+    for suffix, extra in clue_modes.items():
+        times[f"eval_after{suffix}"] = run(f"eval after{suffix}", [
+            *evaluate, "--weights", str(run_dir / "checkpoints" / latest / "dist"),
+            "--out", str(run_dir / f"eval_after{suffix}.json"), *common, *extra,
+        ])  # fmt: skip
     run("report", [py, "-m", "vzero_nemo.eval.report", "--run", str(run_dir)])
     times["total"] = time.monotonic() - start
     (run_dir / "main_job_times.json").write_text(json.dumps(times, indent=1))

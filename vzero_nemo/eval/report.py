@@ -2,8 +2,10 @@
 
     python -m vzero_nemo.eval.report --run runs/tiny_cpu
 
-Reads `<run>/eval_before.json`, `<run>/eval_after.json` and `<run>/metrics.jsonl`; writes
-`<run>/report.html` and `<run>/report.json` (the numbers only).
+Reads `<run>/eval_before.json`, `<run>/eval_after.json` (games with the model's own clues),
+`<run>/eval_{before,after}_oracle.json` when present (scripted oracle clues: the observer
+alone) and `<run>/metrics.jsonl`; writes `<run>/report.html` and `<run>/report.json` (the
+numbers only).
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ CURVE = (
     "iteration",
     "stage",
     "game/decision_accuracy",
+    "game/vote_accuracy",
     "game/na_rate",
     "spo/accuracy_ema",
     "reward/clue_spy",
@@ -54,15 +57,39 @@ def _fmt(v: Any) -> str:
     return html.escape(str(v))
 
 
+def _table(summary: dict[str, Any]) -> list[str]:
+    rows = ["<table><tr><th>metric</th><th>before</th><th>after</th><th>change</th></tr>"]
+    rows += [
+        f"<tr><td>{key}</td><td>{_fmt(row['before'])}</td><td>{_fmt(row['after'])}</td>"
+        f"<td>{_fmt(row['delta'])}</td></tr>"
+        for key, row in summary.items()
+    ]
+    return [*rows, "</table>"]
+
+
+def _load_pair(run: Path, suffix: str) -> tuple[dict, dict] | None:
+    before, after = run / f"eval_before{suffix}.json", run / f"eval_after{suffix}.json"
+    if not (before.exists() and after.exists()):
+        return None
+    return json.loads(before.read_text()), json.loads(after.read_text())
+
+
 def write_report(run: Path) -> dict[str, Any]:
-    before = json.loads((run / "eval_before.json").read_text())
-    after = json.loads((run / "eval_after.json").read_text())
+    pair = _load_pair(run, "")
+    if pair is None:
+        raise ValueError(f"{run} lacks eval_before.json / eval_after.json; run the evaluation")
+    before, after = pair
     curve = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines() if x]
     summary = summarize(before, after)
+    oracle = _load_pair(run, "_oracle")
+    oracle_summary = summarize(*oracle) if oracle else None
     skills_path = run / "pretrained" / "skills.json"
     skills = json.loads(skills_path.read_text()) if skills_path.exists() else {}
     (run / "report.json").write_text(
-        json.dumps({"heldout": summary, "pretrain_skills": skills}, indent=1)
+        json.dumps(
+            {"heldout": summary, "heldout_oracle_clues": oracle_summary, "pretrain_skills": skills},
+            indent=1,
+        )
     )
     parts = [
         "<html><head><meta charset='utf-8'><title>vzero_nemo run report</title>",
@@ -70,15 +97,15 @@ def write_report(run: Path) -> dict[str, Any]:
         "border-bottom:1px solid #ddd}pre{background:#f6f6f6;padding:6px}</style></head><body>",
         f"<h1>Run report: {html.escape(run.name)}</h1>",
         f"<p>Held-out games: {before['metrics']['games']:.0f} before, "
-        f"{after['metrics']['games']:.0f} after.</p><h2>Held-out evaluation</h2>",
-        "<table><tr><th>metric</th><th>before</th><th>after</th><th>change</th></tr>",
+        f"{after['metrics']['games']:.0f} after; chance accuracy "
+        f"{before['metrics']['chance_accuracy']:.2f}.</p>",
+        "<h2>Held-out self-play games (the model gives the clues and votes)</h2>",
+        *_table(summary),
     ]
-    for key, row in summary.items():
-        parts.append(
-            f"<tr><td>{key}</td><td>{_fmt(row['before'])}</td><td>{_fmt(row['after'])}</td>"
-            f"<td>{_fmt(row['delta'])}</td></tr>"
-        )
-    parts.append("</table><h2>Pre-training skills (held out, greedy)</h2><table>")
+    if oracle_summary:
+        parts += ["<h2>Held-out games with scripted oracle clues (the observer alone)</h2>"]
+        parts += _table(oracle_summary)
+    parts.append("<h2>Pre-training skills (held out, greedy)</h2><table>")
     parts += [f"<tr><td>{k}</td><td>{_fmt(v)}</td></tr>" for k, v in skills.items()]
     parts.append("</table><h2>Training curve</h2><table><tr>")
     parts += [f"<th>{k}</th>" for k in CURVE]
@@ -90,16 +117,17 @@ def write_report(run: Path) -> dict[str, Any]:
         parts.append(f"<pre>{html.escape(json.dumps(game, indent=1))}</pre>")
     parts.append("</body></html>")
     (run / "report.html").write_text("\n".join(parts))
-    return summary
+    return {"self_play": summary, "oracle_clues": oracle_summary}
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m vzero_nemo.eval.report")
     parser.add_argument("--run", required=True)
     args = parser.parse_args(argv)
-    summary = write_report(Path(args.run))
-    for key, row in summary.items():
-        print(f"{key:42s} {_fmt(row['before']):>8s} -> {_fmt(row['after']):>8s}")
+    summaries = write_report(Path(args.run))
+    for name, summary in summaries.items():
+        for key, row in (summary or {}).items():
+            print(f"{name:12s} {key:42s} {_fmt(row['before']):>8s} -> {_fmt(row['after']):>8s}")
     return 0
 
 
