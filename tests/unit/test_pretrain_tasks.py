@@ -12,7 +12,13 @@ from PIL import Image
 from data_prep.clevr.generate import generate_pair
 from recipes import get_recipe
 from vzero_nemo.game.policies import clevr_contradicts
-from vzero_nemo.training.pretrain import TASKS, check_clues, make_example, most_like
+from vzero_nemo.training.pretrain import (
+    TASKS,
+    WRONG_QUESTION,
+    check_clues,
+    make_example,
+    most_like,
+)
 from vzero_nemo.training.rollout import GamePair
 
 pytestmark = pytest.mark.unit
@@ -114,3 +120,17 @@ def test_every_task_builds_and_unknown_task_is_named(cfg):
         assert ex.task == task and ex.target.endswith("</answer>")
     with pytest.raises(ValueError, match="unknown pre-training task 'spy'"):
         make_example(pair, cfg, rng, "spy")
+
+
+def test_wrong_task_asks_the_vote_statements_and_answers_the_wrong_players(cfg):
+    rng = random.Random(3)
+    pair = _pair(2)
+    answers = set()
+    for _ in range(80):
+        ex = make_example(pair, cfg, rng, "wrong")
+        text = ex.messages[-1]["content"][1]["text"]
+        assert text.endswith(WRONG_QUESTION) and "Who is the spy" not in text
+        wrong = [seat for seat, clue, verdict in _verdicts(ex.target) if verdict == "no"]
+        assert ex.target.endswith(f"<answer>{' '.join(wrong) or 'none'}</answer>")
+        answers.add(len(wrong))
+    assert {0, 1, 2} <= answers

@@ -178,6 +178,11 @@ class PromptBuilder:
             f"{self._clue_tail[domain]}"
         )
 
+    @property
+    def vote_tail(self) -> str:
+        """The question that ends every vote prompt ("Who is the spy? ...")."""
+        return self._vote_tail
+
     def vote_text(
         self, domain: str, seat: int, role: Role, clues: Sequence[Clue], own_notes: Sequence[str]
     ) -> str:

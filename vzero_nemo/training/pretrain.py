@@ -16,13 +16,18 @@ generators' ground truth, what any instruction-tuned VLM already knows:
   list the players whose clues are wrong of the image (`<think>1 red cube: red cube yes.
   2 large blue rubber sphere: blue cube no. ... wrong: 2.</think>`), then answer with a
   player number drawn UNIFORMLY AT RANDOM. The target never names the spy: that a wrong clue
-  points to the spy is left to self-play, which only has to learn to use the list.
+  points to the spy is left to self-play, which only has to learn to use the list;
+- fact checking: the same statements asked "Which players said something wrong?", answered
+  with the list itself (a fact of the image; the statements come from no game, so no spy).
 
 Why "most like it" rather than a bare yes/no: fetching the most similar object is what one
 attention head over the image tokens does, and naming it supervises that lookup on every
 check; the verdict is then a comparison of two adjacent phrases. A 1.7M-parameter model
 trained for a bare yes/no verdict, after a caption or right after the phrase, stayed at
 chance on it (0.47-0.58 after 1000 steps).
+
+Measured (1000 steps, batch 32, 1200-pair tiny data set, seed 0, ~620 s on 2 cores): held-out
+describe 1.0, exists 1.0, per-clue check 0.98, exact wrong-set 0.64.
 
 The model is trained with the same megatron-core schedule, optimizer and dist-checkpoint code
 as self-play; the output is a weights-only checkpoint for `model.init_checkpoint`.
@@ -53,12 +58,13 @@ from vzero_nemo.training import engine
 from vzero_nemo.training.batching import MicroBatch, TrainSequence, make_micro_batches
 from vzero_nemo.training.rollout import GamePair
 
-TASKS = ("caption", "describe", "exists", "vote")
+TASKS = ("caption", "describe", "exists", "vote", "wrong")
 # Sampling weights: the caption is the densest visual supervision, so it gets half the batch.
-TASK_WEIGHTS = {"caption": 2.0, "describe": 1.0, "exists": 2.0, "vote": 3.0}
+TASK_WEIGHTS = {"caption": 2.0, "describe": 1.0, "exists": 2.0, "vote": 2.0, "wrong": 1.5}
 # Share of vote-example clues that are true of the civilians' image (the rest name an absent
 # object), and of clues in the scripted oracle's long form ("large red rubber cube").
 TRUE_CLUE_RATE = 0.7
+WRONG_QUESTION = " Which players said something wrong? Use <answer></answer>."
 LONG_CLUE_RATE = 0.3
 
 
@@ -166,15 +172,21 @@ def make_example(pair: GamePair, cfg: VZeroConfig, rng: random.Random, task: str
         verdict = "yes" if yes else "no"
         target = f"<think>{phrase}: {most_like(phrase, original)} {verdict}.</think><answer>{verdict}</answer>"
         return Example(task, messages(None, text), "original", target)
-    if task == "vote":
+    if task in ("vote", "wrong"):
         clues = [
             Clue(r, s, _vote_clue(original, rng), True)
             for r in range(game.num_clue_rounds)
             for s in range(n)
         ]
         text = builder.vote_text("clevr", -1, "observer", clues, ())
-        answer = rng.randrange(n) + 1  # format only: never the spy
-        target = f"<think>{check_clues(clues, original)}</think><answer>{answer}</answer>"
+        checks = check_clues(clues, original)
+        if task == "vote":
+            answer = str(rng.randrange(n) + 1)  # format only: never the spy
+        else:
+            # The same statements, asked which are wrong (a fact of the image, not the spy).
+            text = text.removesuffix(builder.vote_tail) + WRONG_QUESTION
+            answer = checks[checks.rindex("wrong: ") + len("wrong: ") : -1]
+        target = f"<think>{checks}</think><answer>{answer}</answer>"
         return Example(task, messages(builder.system, text), "original", target)
     raise ValueError(f"unknown pre-training task {task!r}; expected one of {TASKS}")
 
@@ -219,7 +231,9 @@ def evaluate_skills(stack, cfg: VZeroConfig, pairs: list[GamePair], seed: int = 
     - describe: fraction naming an object of the image shown ("grounded", ~5/24);
     - exists: fraction of correct yes/no (0.5);
     - check: in vote prompts, fraction of clues whose yes/no verdict is right (a missing
-      verdict counts as wrong; 0.5 for a coin, 0.7 for always "yes")."""
+      verdict counts as wrong; 0.5 for a coin, 0.7 for always "yes");
+    - wrong: fraction answering exactly the set of players whose clues are wrong (0.24 for
+      always "none")."""
     from vzero_nemo.generation.generate import generate
     from vzero_nemo.generation.sampling import SamplingParams
     from vzero_nemo.models.batch import collate_prompts
@@ -227,7 +241,7 @@ def evaluate_skills(stack, cfg: VZeroConfig, pairs: list[GamePair], seed: int = 
     rng = random.Random(seed)
     tok = stack.tokenizer
     out: dict[str, float] = {}
-    for task in ("describe", "exists", "vote"):
+    for task in ("describe", "exists", "vote", "wrong"):
         examples = [(make_example(p, cfg, rng, task), p) for p in pairs]
         prompts = [render_chat(e.messages, tok, p.image(e.image), cfg.model) for e, p in examples]
         batch = collate_prompts(prompts, tok, cfg.model)
