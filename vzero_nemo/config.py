@@ -208,6 +208,11 @@ class TrainConfig:
     """Global gradient-norm clip (paper: 1.0)."""
     micro_batch_size: int = 8
     """Sequences per forward/backward micro-batch on one DP rank."""
+    steps_per_iteration: int = 1
+    """Optimizer steps per iteration: the active stage's samples are split into this many
+    mini-batches (interleaved, so each holds a share of every GRPO group), one AdamW step
+    each; the clipped ratio against the rollout's log-probs bounds the later, slightly
+    off-policy steps (PPO-style). The LR schedule counts optimizer steps."""
     seed: int = 1234
     """Seed of everything: model init, spy seats, sampling, data order."""
     max_consecutive_nonfinite: int = 3
@@ -571,6 +576,10 @@ def finalize(cfg: VZeroConfig, world_size: int = 1) -> None:
         f"train.warmup_fraction={t.warmup_fraction} must be in [0, 1)",
     )
     _require(t.micro_batch_size >= 1, f"train.micro_batch_size={t.micro_batch_size} must be >= 1")
+    _require(
+        t.steps_per_iteration >= 1,
+        f"train.steps_per_iteration={t.steps_per_iteration} must be >= 1",
+    )
     _require(t.grad_clip > 0, f"train.grad_clip={t.grad_clip} must be > 0")
     _require(
         t.max_consecutive_nonfinite >= 1,

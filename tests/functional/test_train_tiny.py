@@ -111,13 +111,21 @@ def test_tiny_run_tp2_through_torchrun(tiny_shards, tmp_path):
     assert meta["tensor_model_parallel_size"] == 2
 
 
-def test_scripted_oracle_clues_train_only_the_decision_stage(tiny_shards, tmp_path):
+def test_scripted_oracle_clues_train_only_the_decision_stage_two_steps_per_iteration(
+    tiny_shards, tmp_path
+):
     run = tmp_path / "oracle"
-    cmd = train_cmd(run, tiny_shards, "rollout.clue_policy=oracle", iterations=2)
+    cmd = train_cmd(
+        run, tiny_shards, "rollout.clue_policy=oracle", "train.steps_per_iteration=2", iterations=2
+    )
     subprocess.run(cmd, check=True, cwd=ROOT, env=env(), timeout=900)
     records = read_metrics(run)
     assert [r["stage"] for r in records] == ["decision", "decision"]
     # 2 games x 4 observer votes are trained; the scripted clues carry no tokens.
     assert all(r["train/num_sequences"] == 8 for r in records)
+    # Two optimizer steps per iteration: the second mini-batch is scored by the once-updated
+    # policy, so its log-probs move away from the rollout's (and stay near them).
+    assert all(r["train/step_applied"] == 1.0 for r in records)
+    assert all(0.0 < r["train/old_logp_abs_diff"] < 0.5 for r in records)
     # Oracle clues are well-formed and grounded: nothing fails to parse.
     assert all(r["game/clue_parse_failure_rate"] == 0.0 for r in records)

@@ -91,6 +91,7 @@ def test_data_parallel_size_is_derived():
         (["game.num_votes=1"], 1, "GRPO group needs >= 2"),
         (["rollout.temperature=0"], 1, "temperature=0.0 must be > 0"),
         (["train.min_lr=1"], 1, "min_lr=1.0 must be in"),
+        (["train.steps_per_iteration=0"], 1, "steps_per_iteration=0 must be >= 1"),
         (["model.size=72b"], 1, "needs model.hf_path"),
     ],
 )

@@ -65,18 +65,19 @@ def build_optimizer(chunks: Sequence[Any], cfg: VZeroConfig):
     )
     with compat_scope():
         optimizer = get_megatron_optimizer(opt_config, list(chunks))
-    warmup = int(round(t.warmup_fraction * t.iterations))
+    total = t.iterations * t.steps_per_iteration  # the schedule counts optimizer steps
+    warmup = int(round(t.warmup_fraction * total))
     scheduler = OptimizerParamScheduler(
         optimizer,
         init_lr=0.0 if warmup > 0 else t.lr,
         max_lr=t.lr,
         min_lr=t.min_lr,
         lr_warmup_steps=warmup,
-        lr_decay_steps=t.iterations,
+        lr_decay_steps=total,
         lr_decay_style="cosine" if t.lr_schedule == "cosine" else "constant",
         start_wd=t.weight_decay,
         end_wd=t.weight_decay,
-        wd_incr_steps=t.iterations,
+        wd_incr_steps=total,
         wd_incr_style="constant",
     )
     return optimizer, scheduler

@@ -29,7 +29,7 @@ from vzero_nemo.algorithms.advantages import RoleBaselines, group_advantages, gr
 from vzero_nemo.algorithms.losses import policy_loss
 from vzero_nemo.algorithms.spo import StageController
 from vzero_nemo.config import VZeroConfig
-from vzero_nemo.parallel.groups import ParallelState, all_reduce_sum
+from vzero_nemo.parallel.groups import ParallelState, all_reduce_max, all_reduce_sum
 from vzero_nemo.training import checkpoint as ckpt
 from vzero_nemo.training import engine
 from vzero_nemo.training.batching import MicroBatch, TrainSequence, make_micro_batches
@@ -224,14 +224,35 @@ class reference_on_device:
 
 
 def train_step(tr: Trainer, sequences: list[TrainSequence]) -> dict[str, float]:
-    """Forward/backward of the active stage's sequences and one optimizer step.
+    """Forward/backward of the active stage's sequences and `train.steps_per_iteration`
+    optimizer steps, one per interleaved mini-batch (`sequences[i::k]`).
 
-    A non-finite loss or gradient skips the step (counted); `train.max_consecutive_nonfinite`
-    skipped steps in a row abort the run."""
-    cfg = tr.cfg
+    A non-finite loss or gradient skips that step (counted); `train.max_consecutive_nonfinite`
+    skipped steps in a row abort the run. Metrics are token-weighted over all mini-batches;
+    `train/step_applied` is the fraction of steps applied, `train/grad_norm` their mean."""
     if not sequences:  # e.g. the clue stage with scripted clues: nothing to learn from
         return {"train/step_applied": 0.0, "train/grad_norm": float("nan")}
-    batches = _micro_batches(tr, sequences)
+    # Every DP rank must take the same number of steps: split by the smallest local batch.
+    k = min(tr.cfg.train.steps_per_iteration, len(sequences))
+    k = int(-all_reduce_max(-float(k)))
+    raw: list[dict[str, torch.Tensor]] = []
+    norms: list[float] = []
+    for i in range(k):
+        step_raw, grad_norm = _minibatch_step(tr, sequences[i::k])
+        raw += step_raw
+        if grad_norm is not None:
+            norms.append(grad_norm)
+    out = {f"train/{name}": v for name, v in engine.reduce_metrics(raw).items()}
+    out["train/step_applied"] = len(norms) / k
+    out["train/grad_norm"] = sum(norms) / len(norms) if norms else float("nan")
+    return out
+
+
+def _minibatch_step(
+    tr: Trainer, sequences: list[TrainSequence]
+) -> tuple[list[dict[str, torch.Tensor]], float | None]:
+    """One forward/backward + optimizer step: (raw metric sums, grad norm or None if skipped)."""
+    cfg = tr.cfg
 
     def loss_fn(mb: MicroBatch, ce_BT: torch.Tensor):
         logp_BT = -ce_BT.float()
@@ -250,28 +271,22 @@ def train_step(tr: Trainer, sequences: list[TrainSequence]) -> dict[str, float]:
 
     engine.zero_grads(tr.policy, tr.optimizer)
     result = engine.run_schedule(
-        tr.policy, batches, loss_fn, forward_only=False, device=tr.par.device
+        tr.policy, _micro_batches(tr, sequences), loss_fn, forward_only=False, device=tr.par.device
     )
-    metrics = engine.reduce_metrics(result.metrics)
-    finite = engine.grads_are_finite(tr.policy) and all(
-        v == v and abs(v) != float("inf") for k, v in metrics.items() if k == "loss"
-    )
-    out = {f"train/{k}": v for k, v in metrics.items()}
-    if not finite:
-        tr.state.nonfinite_in_a_row += 1
-        tr.state.skipped_steps += 1
-        engine.zero_grads(tr.policy, tr.optimizer)
-        if tr.state.nonfinite_in_a_row >= cfg.train.max_consecutive_nonfinite:
-            raise FloatingPointError(
-                f"{tr.state.nonfinite_in_a_row} consecutive steps with a non-finite loss or "
-                "gradient (train.max_consecutive_nonfinite); lower train.lr or inspect the data"
-            )
-        out.update({"train/step_applied": 0.0, "train/grad_norm": float("nan")})
-        return out
-    tr.state.nonfinite_in_a_row = 0
-    applied, grad_norm = engine.optimizer_step(tr.optimizer, tr.scheduler)
-    out.update({"train/step_applied": float(applied), "train/grad_norm": grad_norm})
-    return out
+    loss = engine.reduce_metrics(result.metrics).get("loss", 0.0)
+    if engine.grads_are_finite(tr.policy) and abs(loss) != float("inf") and loss == loss:
+        tr.state.nonfinite_in_a_row = 0
+        applied, grad_norm = engine.optimizer_step(tr.optimizer, tr.scheduler)
+        return result.metrics, grad_norm if applied else None
+    tr.state.nonfinite_in_a_row += 1
+    tr.state.skipped_steps += 1
+    engine.zero_grads(tr.policy, tr.optimizer)
+    if tr.state.nonfinite_in_a_row >= cfg.train.max_consecutive_nonfinite:
+        raise FloatingPointError(
+            f"{tr.state.nonfinite_in_a_row} consecutive steps with a non-finite loss or "
+            "gradient (train.max_consecutive_nonfinite); lower train.lr or inspect the data"
+        )
+    return result.metrics, None
 
 
 def response_stats(rollout: Rollout) -> dict[str, float]:
