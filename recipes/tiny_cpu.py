@@ -8,6 +8,10 @@ Differences from the paper's run shape, and why:
   trained from scratch on CPU learns to describe objects on a coarse grid in minutes, while
   free object positions left its descriptions at chance (the game then carries no signal).
 - compact prompts, one clue round and short responses: CPU compute is the budget.
+- 8 optimizer steps per iteration (train.steps_per_iteration): the 128 observer votes of an
+  iteration are split into 8 mini-batches. With one step per iteration, 40 iterations moved
+  held-out accuracy by -4 points (+9.5 with 4 steps, +26 with 8), while the clipped ratio
+  stayed within 0.2% of 1, so the extra steps stay on-policy in practice.
 - lr 1e-4 and mean-only decision advantages (std_normalize=false): with 4 players N/A's -0.5
   equals a random vote's expected reward, and z-scored groups with no correct vote drove the
   model onto N/A; mean-only advantages resist that collapse.
@@ -37,6 +41,7 @@ def tiny_cpu() -> VZeroConfig:
     cfg.train.iterations = 40
     cfg.train.lr = 1e-4
     cfg.train.micro_batch_size = 32
+    cfg.train.steps_per_iteration = 8
     cfg.checkpoint.save_interval = 5
     cfg.logging.wandb_mode = "offline"
     return cfg

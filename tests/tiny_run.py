@@ -16,6 +16,9 @@ FAST = [
     "rollout.max_clue_tokens=6",
     "rollout.max_vote_tokens=6",
     "train.micro_batch_size=16",
+    # One optimizer step per iteration: the training forward then scores exactly the rollout's
+    # policy, which the functional tier checks (ratio == 1).
+    "train.steps_per_iteration=1",
     "logging.wandb_mode=disabled",
     "logging.progress_bar=false",
 ]

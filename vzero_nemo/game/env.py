@@ -283,6 +283,8 @@ class GameBatch:
 
     def _apply_clues(self, pending: list[Request], completions: Mapping[str, str]) -> None:
         fmt = self.cfg.answer_format
+        if fmt == "think_answer" and self.cfg.prompt_style == "compact":
+            fmt = "answer"  # compact clue prompts ask for the answer tag alone
         for req in pending:
             text = completions[req.request_id]
             clue, parsed = parse_clue(text, fmt)

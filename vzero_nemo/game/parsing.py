@@ -12,7 +12,9 @@ text before the answer slot. Reasoning is what a seat later sees of its own earl
 
 `format_ok` says whether the completion follows the format the prompt asked for exactly:
 `think_answer`: `<think>R</think>` then `<answer>A</answer>` and nothing else (whitespace
-aside), one of each; `boxed`: exactly one balanced `\\boxed{}` and no `<answer>` tag.
+aside), one of each; `answer` (compact prompts that ask for the answer alone):
+`<answer>A</answer>` and nothing else; `boxed`: exactly one balanced `\\boxed{}` and no
+`<answer>` tag.
 
 Everything here is linear in the text length: tags are found with `str.find`/`rfind`, braces
 are paired in one pass, and the only regexes run on short, bounded strings. Huge or hostile
@@ -29,7 +31,7 @@ import re
 import string
 from typing import Literal, NamedTuple
 
-AnswerFormat = Literal["think_answer", "boxed"]
+AnswerFormat = Literal["think_answer", "answer", "boxed"]
 Vote = int | Literal["N/A"] | None
 NA: Literal["N/A"] = "N/A"
 
@@ -152,6 +154,13 @@ def parse_completion(text: str, answer_format: AnswerFormat = "think_answer") ->
 
     if answer_format == "think_answer":
         format_ok = a_open >= 0 and _think_answer_format_ok(low, a_open, a_close)
+    elif answer_format == "answer":
+        format_ok = (
+            a_open >= 0
+            and not low[:a_open].strip()
+            and not low[a_close + len(_ANSWER_CLOSE) :].strip()
+            and low.count(_ANSWER_OPEN) == 1
+        )
     else:
         format_ok = (
             a_open < 0

@@ -339,6 +339,7 @@ def main(argv: list[str] | None = None) -> int:
             f"train.iterations={args.steps}",
             "train.warmup_fraction=0.05",
             "train.min_lr=0",
+            "train.steps_per_iteration=1",  # one optimizer step per pre-training step
             *args.overrides,
         ]
     )

@@ -270,3 +270,21 @@ def test_counts_pool_exactly_over_batches():
     assert pooled["count/votes"] == 5 * 8
     with pytest.raises(ValueError, match="counts lack"):
         metrics_from_counts({"count/games": 1.0})
+
+
+@pytest.mark.parametrize(
+    "style, clue, ok",
+    [
+        ("compact", "<answer>red cube</answer>", 1.0),  # asked: the answer tag alone
+        ("compact", "<think>t</think><answer>red cube</answer>", 0.0),
+        ("full", "<answer>red cube</answer>", 0.0),  # asked: think, then answer
+        ("full", "<think>t</think><answer>red cube</answer>", 1.0),
+    ],
+)
+def test_clue_format_follows_what_the_prompt_asked(style, clue, ok):
+    env = make_env(num_games=1, prompt_style=style, num_clue_rounds=1)
+    while env.stage == "clue":
+        env.submit({r.request_id: clue for r in env.pending_requests()})
+    env.submit({r.request_id: "<think>t</think><answer>2</answer>" for r in env.pending_requests()})
+    assert env.metrics()["clue_format_ok_rate"] == ok
+    assert env.metrics()["vote_format_ok_rate"] == 1.0

@@ -79,6 +79,11 @@ def test_clue_slot_reasoning_and_format():
         ("<think>a</think><answer>b</answer> trailing", "think_answer", False),
         ("<think>a</think><answer>b</answer><answer>c</answer>", "think_answer", False),
         ("<think>a<think>b</think><answer>c</answer>", "think_answer", False),
+        (" <answer>red cube</answer>\n", "answer", True),
+        ("<think>a</think><answer>b</answer>", "answer", False),  # asked for the answer alone
+        ("<answer>b</answer> trailing", "answer", False),
+        ("<answer>b</answer><answer>c</answer>", "answer", False),
+        ("b", "answer", False),
         ("reason \\boxed{3}", "boxed", True),
         ("reason \\boxed{3} \\boxed{4}", "boxed", False),
         ("<answer>\\boxed{3}</answer>", "boxed", False),
