@@ -48,9 +48,9 @@ def tiny_cpu() -> VZeroConfig:
 
 
 def tiny_cpu_long() -> VZeroConfig:
-    """The longer learning run (under an hour on 2 cores)."""
+    """The longer run: 1500 pre-training steps (main job `--long`) and 120 iterations."""
     cfg = tiny_cpu()
     cfg.logging.dir = "runs/tiny_cpu_long"
     cfg.data.path = "runs/tiny_cpu_long/data"
-    cfg.train.iterations = 200
+    cfg.train.iterations = 120
     return cfg

@@ -71,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
     run_dir = Path(cfg.logging.dir)
     data = Path(cfg.data.path or run_dir / "data")
     pretrained = run_dir / "pretrained"
-    steps = args.pretrain_steps or (2500 if args.long else 1000)
+    steps = args.pretrain_steps or (1500 if args.long else 1000)
     os.environ.setdefault("OMP_NUM_THREADS", str(os.cpu_count() or 1))
     os.environ.setdefault("WANDB_MODE", "offline")
     py = sys.executable
