@@ -32,6 +32,7 @@ def main(data: str, run_dir: str) -> None:
             "rollout.max_clue_tokens=6",
             "rollout.max_vote_tokens=6",
             "train.steps_per_iteration=1",
+            "train.warmup_fraction=0",  # the first applied step has the full LR
             "train.max_consecutive_nonfinite=2",
             "logging.wandb_mode=disabled",
             "logging.progress_bar=false",

@@ -83,26 +83,32 @@ def system_prompt(num_players: int, num_spies: int, num_clue_rounds: int, vote_m
     )
 
 
+def _quote(text: str) -> str:
+    """Model-written text as it goes into another prompt: special-token markup ("<|...|>")
+    is broken up, so a clue can never become a control or image token of the next prompt."""
+    return text.replace("<|", "< |")
+
+
 def _history_full(clues: Sequence[Clue]) -> str:
     if not clues:
         return "No clues yet: you speak first."
-    lines = [f"Round {c.round + 1}, Player {c.seat + 1}: {c.text}" for c in clues]
+    lines = [f"Round {c.round + 1}, Player {c.seat + 1}: {_quote(c.text)}" for c in clues]
     return "Clues so far:\n" + "\n".join(lines)
 
 
 def _history_compact(clues: Sequence[Clue]) -> str:
-    return "".join(f" Player {c.seat + 1} said: {c.text}." for c in clues)
+    return "".join(f" Player {c.seat + 1} said: {_quote(c.text)}." for c in clues)
 
 
 def _notes_full(own_notes: Sequence[str]) -> str:
     if not own_notes:
         return ""
-    lines = [f"Round {i + 1}: {note or '(none)'}" for i, note in enumerate(own_notes)]
+    lines = [f"Round {i + 1}: {_quote(note) or '(none)'}" for i, note in enumerate(own_notes)]
     return "\nYour own earlier reasoning (private, only you see it):\n" + "\n".join(lines)
 
 
 def _notes_compact(own_notes: Sequence[str]) -> str:
-    return "".join(f" You thought: {note}" for note in own_notes if note)
+    return "".join(f" You thought: {_quote(note)}" for note in own_notes if note)
 
 
 def _spy_hint(domain: str, spy_image: str, compact: bool) -> str:

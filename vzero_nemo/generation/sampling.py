@@ -27,6 +27,9 @@ class SamplingParams:
     stop_token_ids: tuple[int, ...] = ()
     """A sequence finishes after sampling one of these (kept as its last token), e.g. the
     tokenizer's `<|im_end|>` and `<|endoftext|>`."""
+    banned_token_ids: tuple[int, ...] = ()
+    """Never sampled (their logits are masked before greedy or random choice), e.g. the
+    vision placeholders, which in a response would break the image-token bookkeeping."""
 
     def __post_init__(self) -> None:
         if not self.temperature >= 0.0:
@@ -36,6 +39,7 @@ class SamplingParams:
         if self.max_new_tokens < 1:
             raise ValueError(f"max_new_tokens={self.max_new_tokens} must be >= 1")
         self.stop_token_ids = tuple(int(t) for t in self.stop_token_ids)
+        self.banned_token_ids = tuple(int(t) for t in self.banned_token_ids)
 
 
 def draw_uniforms(batch_size: int, generator: torch.Generator) -> torch.Tensor:
@@ -50,7 +54,10 @@ def sample_tokens(
 
     Greedy when `params.temperature == 0`; else inverse-CDF sampling from
     softmax(logits / temperature), restricted to the top-p nucleus when `top_p < 1`.
+    `params.banned_token_ids` are never picked.
     """
+    if params.banned_token_ids:
+        logits_BV = logits_BV.index_fill(-1, _ids(params.banned_token_ids, logits_BV), -torch.inf)
     if params.temperature == 0.0:
         return logits_BV.argmax(dim=-1)
     probs_BV = torch.softmax(logits_BV.double() / params.temperature, dim=-1)
@@ -69,3 +76,7 @@ def sample_tokens(
     if order_BV is not None:
         pick_B = order_BV.gather(-1, pick_B)
     return pick_B.squeeze(-1)
+
+
+def _ids(ids: tuple[int, ...], like: torch.Tensor) -> torch.Tensor:
+    return torch.tensor(ids, dtype=torch.long, device=like.device)

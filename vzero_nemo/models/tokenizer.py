@@ -131,6 +131,17 @@ class VLTokenizer:
         )
 
     @property
+    def vision_ids(self) -> tuple[int, ...]:
+        """The vision placeholders: input-only, never part of a sampled response."""
+        return (
+            self.vision_start_id,
+            self.vision_end_id,
+            self.vision_pad_id,
+            self.image_pad_id,
+            self.video_pad_id,
+        )
+
+    @property
     def stop_ids(self) -> tuple[int, ...]:
         """Token ids that end a sampled response (Qwen2.5-VL's generation_config)."""
         return (self.im_end_id, self.pad_id)

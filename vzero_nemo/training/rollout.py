@@ -122,6 +122,7 @@ def play_games(
                 cfg.rollout.max_clue_tokens if stage == "clue" else cfg.rollout.max_vote_tokens
             ),
             stop_token_ids=tokenizer.stop_ids,
+            banned_token_ids=tokenizer.vision_ids,
         )
         # The num_votes observer samples of a game share one prompt: render it once.
         rendered: dict[tuple[int, str, str], PromptInputs] = {}

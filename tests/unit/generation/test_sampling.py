@@ -69,3 +69,15 @@ def test_seeded_draws_and_row_independence():
     uniforms = draw_uniforms(6, torch.Generator().manual_seed(7))
     alone = sample_tokens(logits[3:4], params, uniforms[3:4])
     assert alone.item() == first[3].item()
+
+
+@pytest.mark.parametrize("temperature", [0.0, 1.0])
+def test_banned_tokens_are_never_picked(temperature):
+    logits = torch.tensor([[0.0, 9.0, 1.0, 9.0], [0.0, 0.0, 0.0, 0.0]])
+    params = SamplingParams(temperature=temperature, banned_token_ids=(1, 3))
+    picks = {
+        int(t)
+        for u in torch.linspace(0.0, 0.999, 50)
+        for t in sample_tokens(logits, params, torch.full((2,), float(u), dtype=torch.float64))
+    }
+    assert picks <= {0, 2} and (temperature == 0.0 or picks == {0, 2})
