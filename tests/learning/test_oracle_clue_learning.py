@@ -40,9 +40,11 @@ def _evaluate(weights, data, out, games: int) -> dict:
     return json.loads(out.read_text())["metrics"]
 
 
+@pytest.mark.timeout(2700)  # ~17 minutes on 2 cores: pre-training is most of it
 def test_decision_grpo_with_oracle_clues_lifts_observer_accuracy(tmp_path):
     data, pretrained, run = tmp_path / "data", tmp_path / "pretrained", tmp_path / "run"
-    _run(data_command(data, num_pairs=800, seed=0, workers=2), 600)
+    # The main job's data set and seeds: the pre-training is the main job's.
+    _run(data_command(data, num_pairs=1200, seed=0, workers=2), 600)
     _run([
         sys.executable, "-m", "vzero_nemo.training.pretrain", "--recipe", "tiny_cpu",
         "--steps", str(PRETRAIN_STEPS), "--out", str(pretrained), "--eval-pairs", "32",
