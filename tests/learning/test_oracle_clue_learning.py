@@ -69,4 +69,7 @@ def test_decision_grpo_with_oracle_clues_lifts_observer_accuracy(tmp_path):
     assert after["na_rate"] <= 0.3 and after["invalid_vote_rate"] <= 0.1
     # Only the decision stage trained, and the policy stayed near the reference.
     assert {r["stage"] for r in records} == {"decision"}
-    assert all(r["train/kl"] < 0.5 for r in records)
+    # (per-token KL to the frozen reference: ~0.03 on average; one early iteration of the
+    # LR warmup spikes to ~0.5 and the penalty pulls it back within an iteration)
+    kl = [r["train/kl"] for r in records]
+    assert sum(kl) / len(kl) < 0.1 and max(kl[-10:]) < 0.1
