@@ -282,9 +282,7 @@ class GameBatch:
             self._outcomes = [self._score(g) for g in range(self.num_games)]
 
     def _apply_clues(self, pending: list[Request], completions: Mapping[str, str]) -> None:
-        fmt = self.cfg.answer_format
-        if fmt == "think_answer" and self.cfg.prompt_style == "compact":
-            fmt = "answer"  # compact clue prompts ask for the answer tag alone
+        fmt = self._prompts.clue_format
         for req in pending:
             text = completions[req.request_id]
             clue, parsed = parse_clue(text, fmt)

@@ -20,6 +20,7 @@ from functools import lru_cache
 from typing import Any
 
 from vzero_nemo.config import GameConfig
+from vzero_nemo.game.parsing import AnswerFormat
 from vzero_nemo.game.roles import Clue, Role
 
 Messages = list[dict[str, Any]]
@@ -132,6 +133,10 @@ class PromptBuilder:
     def __init__(self, cfg: GameConfig) -> None:
         self.cfg = cfg
         self.compact = cfg.prompt_style == "compact"
+        # What a clue prompt asks for: compact prompts ask for the answer tag alone.
+        self.clue_format: AnswerFormat = (
+            "answer" if self.compact and cfg.answer_format == "think_answer" else cfg.answer_format
+        )
         self.system = (
             None
             if self.compact

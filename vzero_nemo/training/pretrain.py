@@ -120,19 +120,25 @@ def most_like(phrase: str, scene: dict) -> str:
     return _phrase(best)
 
 
+def wrong_players(clues: list[Clue], scene: dict) -> list[str]:
+    """Players (1-based, each once, in clue order) whose clues are wrong of `scene`."""
+    wrong: list[str] = []
+    for c in clues:
+        if clevr_contradicts(c.text, scene) and str(c.seat + 1) not in wrong:
+            wrong.append(str(c.seat + 1))
+    return wrong
+
+
 def check_clues(clues: list[Clue], scene: dict) -> str:
     """The vote's reasoning: each clue restated, the object of `scene` most like it and
     whether they are the same, then the players whose clues are wrong of `scene`:
     "1 red cube: red cube yes. 2 blue cube: blue sphere no. wrong: 2."."""
-    checks, wrong = [], []
-    for c in clues:
-        bad = clevr_contradicts(c.text, scene)
-        checks.append(
-            f"{c.seat + 1} {c.text}: {most_like(c.text, scene)} {'no' if bad else 'yes'}."
-        )
-        if bad and str(c.seat + 1) not in wrong:
-            wrong.append(str(c.seat + 1))
-    return f"{' '.join(checks)} wrong: {' '.join(wrong) or 'none'}."
+    checks = [
+        f"{c.seat + 1} {c.text}: {most_like(c.text, scene)} "
+        f"{'no' if clevr_contradicts(c.text, scene) else 'yes'}."
+        for c in clues
+    ]
+    return f"{' '.join(checks)} wrong: {' '.join(wrong_players(clues, scene)) or 'none'}."
 
 
 def make_example(pair: GamePair, cfg: VZeroConfig, rng: random.Random, task: str) -> Example:
@@ -179,14 +185,13 @@ def make_example(pair: GamePair, cfg: VZeroConfig, rng: random.Random, task: str
             for s in range(n)
         ]
         text = builder.vote_text("clevr", -1, "observer", clues, ())
-        checks = check_clues(clues, original)
         if task == "vote":
             answer = str(rng.randrange(n) + 1)  # format only: never the spy
         else:
             # The same statements, asked which are wrong (a fact of the image, not the spy).
             text = text.removesuffix(builder.vote_tail) + WRONG_QUESTION
-            answer = checks[checks.rindex("wrong: ") + len("wrong: ") : -1]
-        target = f"<think>{checks}</think><answer>{answer}</answer>"
+            answer = " ".join(wrong_players(clues, original)) or "none"
+        target = f"<think>{check_clues(clues, original)}</think><answer>{answer}</answer>"
         return Example(task, messages(builder.system, text), "original", target)
     raise ValueError(f"unknown pre-training task {task!r}; expected one of {TASKS}")
 
