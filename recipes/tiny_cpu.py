@@ -44,6 +44,9 @@ def tiny_cpu() -> VZeroConfig:
     cfg.train.steps_per_iteration = 8
     cfg.checkpoint.save_interval = 5
     cfg.logging.wandb_mode = "offline"
+    # Pre-training of the tiny model (main job step 2): 1000 steps of 32 examples, ~620 s.
+    cfg.pretrain.steps = 1000
+    cfg.eval.games = 128
     return cfg
 
 
@@ -53,4 +56,5 @@ def tiny_cpu_long() -> VZeroConfig:
     cfg.logging.dir = "runs/tiny_cpu_long"
     cfg.data.path = "runs/tiny_cpu_long/data"
     cfg.train.iterations = 120
+    cfg.pretrain.steps = 1500
     return cfg

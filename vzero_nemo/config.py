@@ -29,6 +29,7 @@ from typing import Any, Literal
 
 Stage = Literal["decision", "clue"]
 PRESETS = ("paper", "official_code")
+PRETRAIN_TASKS = ("caption", "describe", "exists", "vote", "wrong")
 
 
 @dataclass(kw_only=True, slots=True)
@@ -222,6 +223,42 @@ class TrainConfig:
 
 
 @dataclass(kw_only=True, slots=True)
+class PretrainConfig:
+    """Supervised pre-training of the tiny model (`python -m vzero_nemo.training.pretrain`):
+    a stand-in for VLM pre-training. Optimizer settings other than the schedule (betas,
+    weight decay, grad clip, micro-batch size) come from `train`."""
+
+    steps: int = 300
+    """Optimizer steps (one per batch)."""
+    batch_size: int = 32
+    """Examples per step."""
+    num_pairs: int = 512
+    """Training pairs drawn from the `train` split of `data.path`."""
+    lr: float = 1e-3
+    """Peak learning rate (cosine to 0 after a linear warmup)."""
+    warmup_fraction: float = 0.05
+    """Fraction of `steps` spent in linear warmup."""
+    tasks: tuple[str, ...] = PRETRAIN_TASKS
+    """Tasks sampled into each batch (see `vzero_nemo.training.pretrain`)."""
+    eval_pairs: int = 64
+    """Held-out pairs (`val` split) on which the skills are measured at the end."""
+    eval_every: int = 0
+    """Also measure the skills every N steps (0: only at the end)."""
+    seed: int = 0
+    """Seed of the example sampler (model init uses `train.seed`)."""
+
+
+@dataclass(kw_only=True, slots=True)
+class EvalConfig:
+    """Held-out evaluation (`python -m vzero_nemo.eval.heldout`)."""
+
+    games: int = 64
+    """Held-out games, drawn in order from the `val` split."""
+    seed: int = 12345
+    """Seed of spy seats and sampling in evaluation games."""
+
+
+@dataclass(kw_only=True, slots=True)
 class CheckpointConfig:
     dir: str | None = None
     """Checkpoint directory; None derives `<logging.dir>/checkpoints`."""
@@ -262,6 +299,8 @@ class VZeroConfig:
     spo: SPOConfig = field(default_factory=SPOConfig)
     data: DataConfig = field(default_factory=DataConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    pretrain: PretrainConfig = field(default_factory=PretrainConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
     checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
     logging: LoggingConfig = field(default_factory=LoggingConfig)
     world_size: int | None = None
@@ -585,6 +624,24 @@ def finalize(cfg: VZeroConfig, world_size: int = 1) -> None:
         t.max_consecutive_nonfinite >= 1,
         f"train.max_consecutive_nonfinite={t.max_consecutive_nonfinite} must be >= 1",
     )
+
+    pt = cfg.pretrain
+    _require(pt.steps >= 1, f"pretrain.steps={pt.steps} must be >= 1")
+    _require(pt.batch_size >= 1, f"pretrain.batch_size={pt.batch_size} must be >= 1")
+    _require(pt.num_pairs >= 1, f"pretrain.num_pairs={pt.num_pairs} must be >= 1")
+    _require(pt.lr > 0, f"pretrain.lr={pt.lr} must be > 0")
+    _require(
+        0 <= pt.warmup_fraction < 1,
+        f"pretrain.warmup_fraction={pt.warmup_fraction} must be in [0, 1)",
+    )
+    unknown = [t for t in pt.tasks if t not in PRETRAIN_TASKS]
+    _require(
+        bool(pt.tasks) and not unknown,
+        f"pretrain.tasks={list(pt.tasks)}: unknown {unknown}; choose from {list(PRETRAIN_TASKS)}",
+    )
+    _require(pt.eval_pairs >= 0, f"pretrain.eval_pairs={pt.eval_pairs} must be >= 0")
+    _require(pt.eval_every >= 0, f"pretrain.eval_every={pt.eval_every} must be >= 0")
+    _require(cfg.eval.games >= 1, f"eval.games={cfg.eval.games} must be >= 1")
 
     m = cfg.model
     _require(m.seq_length >= 16, f"model.seq_length={m.seq_length} must be >= 16")

@@ -2,6 +2,7 @@
 
     bash scripts/main_job.sh            # = python -m vzero_nemo.main_job (venv set up first)
     python -m vzero_nemo.main_job --long
+    python -m vzero_nemo.main_job pretrain.steps=600 eval.games=64   # overrides reach every step
 
 Steps (each a real entry point of the project, run as its own process, skipped when its
 output already exists so an interrupted job continues where it stopped):
@@ -28,7 +29,7 @@ import sys
 import time
 from pathlib import Path
 
-from recipes import get_recipe
+from vzero_nemo.cli import add_config_arguments, config_from_argv
 
 # The tiny data set: objects on the 3x3 grid of the tiny model's image tokens.
 TINY_DATA_OPTIONS = (
@@ -60,18 +61,18 @@ def run(step: str, cmd: list[str]) -> float:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m vzero_nemo.main_job")
     parser.add_argument("--long", action="store_true", help="the longer learning run")
-    parser.add_argument("--num-pairs", type=int, default=1200)
-    parser.add_argument("--pretrain-steps", type=int, default=None)
-    parser.add_argument("--eval-games", type=int, default=128)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("overrides", nargs="*", help="key=value overrides for self-play")
-    args = parser.parse_args(argv)
-    recipe = "tiny_cpu_long" if args.long else "tiny_cpu"
-    cfg = get_recipe(recipe)
+    parser.add_argument("--num-pairs", type=int, default=1200, help="pairs generated")
+    parser.add_argument("--seed", type=int, default=0, help="data generation seed")
+    add_config_arguments(parser, default_recipe=None)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if "--recipe" not in argv:  # --long picks the long recipe
+        argv += ["--recipe", "tiny_cpu_long" if "--long" in argv else "tiny_cpu"]
+    # Every step gets the same overrides, checked here once before any work starts.
+    args, cfg = config_from_argv(parser, argv)
+    recipe = args.recipe
     run_dir = Path(cfg.logging.dir)
     data = Path(cfg.data.path or run_dir / "data")
     pretrained = run_dir / "pretrained"
-    steps = args.pretrain_steps or (1500 if args.long else 1000)
     os.environ.setdefault("OMP_NUM_THREADS", str(os.cpu_count() or 1))
     os.environ.setdefault("WANDB_MODE", "offline")
     py = sys.executable
@@ -86,10 +87,9 @@ def main(argv: list[str] | None = None) -> int:
     if not pretrained.exists():
         times["pretrain"] = run("pretrain", [
             py, "-m", "vzero_nemo.training.pretrain", "--recipe", recipe,
-            "--steps", str(steps), "--out", str(pretrained), *common,
+            "--out", str(pretrained), *common,
         ])  # fmt: skip
-    evaluate = [py, "-m", "vzero_nemo.eval.heldout", "--recipe", recipe,
-                "--games", str(args.eval_games)]  # fmt: skip
+    evaluate = [py, "-m", "vzero_nemo.eval.heldout", "--recipe", recipe]
     clue_modes = {"": [], "_oracle": ["rollout.clue_policy=oracle"]}
     for suffix, extra in clue_modes.items():
         out = run_dir / f"eval_before{suffix}.json"

@@ -14,31 +14,11 @@ model is built, and a bad value exits with status 2 and a message naming it.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from pathlib import Path
 
-from recipes import RECIPES, get_recipe
+from vzero_nemo.cli import add_config_arguments, config_from_argv, fail
 from vzero_nemo.config import VZeroConfig
-
-
-def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        prog="python -m vzero_nemo.train",
-        description="Vision-Zero self-play training (Iterative-SPO) on megatron-core.",
-    )
-    parser.add_argument("--recipe", required=True, help=f"one of: {', '.join(RECIPES)}")
-    parser.add_argument("--dry-run", action="store_true", help="print the resolved config and exit")
-    parser.add_argument("overrides", nargs="*", help="key=value config overrides")
-    return parser.parse_intermixed_args(argv)
-
-
-def build_config(recipe: str, overrides: list[str], world_size: int) -> VZeroConfig:
-    """Recipe -> overrides -> finalize. Raises ValueError on any bad input."""
-    cfg = get_recipe(recipe)
-    cfg.apply_overrides(overrides)
-    cfg.finalize(world_size)
-    return cfg
 
 
 def check_paths(cfg: VZeroConfig) -> None:
@@ -55,17 +35,20 @@ def check_paths(cfg: VZeroConfig) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
-    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    parser = argparse.ArgumentParser(
+        prog="python -m vzero_nemo.train",
+        description="Vision-Zero self-play training (Iterative-SPO) on megatron-core.",
+    )
+    add_config_arguments(parser, default_recipe=None)
+    parser.add_argument("--dry-run", action="store_true", help="print the resolved config and exit")
+    args, cfg = config_from_argv(parser, argv)
+    if args.dry_run:
+        print(cfg.format())
+        return 0
     try:
-        cfg = build_config(args.recipe, args.overrides, world_size)
-        if args.dry_run:
-            print(cfg.format())
-            return 0
         check_paths(cfg)
     except ValueError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+        fail(str(err))
 
     from vzero_nemo.training.loop import train
 

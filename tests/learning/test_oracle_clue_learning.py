@@ -34,7 +34,7 @@ def _run(cmd: list[str], timeout_s: int) -> None:
 def _evaluate(weights, data, out, games: int) -> dict:
     _run([
         sys.executable, "-m", "vzero_nemo.eval.heldout", "--recipe", "tiny_cpu",
-        "--weights", str(weights), "--games", str(games), "--out", str(out),
+        "--weights", str(weights), "--out", str(out), f"eval.games={games}",
         f"data.path={data}", "rollout.clue_policy=oracle",
     ], 600)  # fmt: skip
     return json.loads(out.read_text())["metrics"]
@@ -47,7 +47,7 @@ def test_decision_grpo_with_oracle_clues_lifts_observer_accuracy(tmp_path):
     _run(data_command(data, num_pairs=1200, seed=0, workers=2), 600)
     _run([
         sys.executable, "-m", "vzero_nemo.training.pretrain", "--recipe", "tiny_cpu",
-        "--steps", str(PRETRAIN_STEPS), "--out", str(pretrained), "--eval-pairs", "32",
+        "--out", str(pretrained), f"pretrain.steps={PRETRAIN_STEPS}", "pretrain.eval_pairs=32",
         f"data.path={data}",
     ], 1800)  # fmt: skip
     before = _evaluate(pretrained, data, tmp_path / "before.json", EVAL_GAMES)

@@ -1,9 +1,9 @@
 """Held-out evaluation: play games on unseen pairs with a policy checkpoint, no training.
 
     python -m vzero_nemo.eval.heldout --recipe tiny_cpu --weights runs/tiny_cpu/pretrained \\
-        --games 64 --out runs/tiny_cpu/eval_before.json [key=value ...]
+        --out runs/tiny_cpu/eval_before.json eval.games=64 [key=value ...]
 
-Reports, over `--games` games of the `val` split (denominators in the names):
+Reports, over `eval.games` games of the `val` split (denominators in the names):
 - decision accuracy (plurality vote names the spy, per game), vote accuracy and N/A rate
   (per vote), invalid votes;
 - clue quality per role (clevr): the fraction of clues that are well-formed and name an
@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -80,46 +79,42 @@ def evaluate(model, tokenizer, cfg: VZeroConfig, pairs: list[GamePair], seed: in
 
 
 def main(argv: list[str] | None = None) -> int:
-    from recipes import get_recipe
+    from vzero_nemo.cli import add_config_arguments, config_from_argv, fail
     from vzero_nemo.training import checkpoint as ckpt
     from vzero_nemo.training import engine
     from vzero_nemo.training.data_source import GameSource
     from vzero_nemo.training.setup import build_stack
 
     parser = argparse.ArgumentParser(prog="python -m vzero_nemo.eval.heldout")
-    parser.add_argument("--recipe", default="tiny_cpu")
+    add_config_arguments(parser, default_recipe="tiny_cpu")
     parser.add_argument("--weights", help="weights or training checkpoint (dist/) directory")
-    parser.add_argument("--games", type=int, default=64)
-    parser.add_argument("--seed", type=int, default=12345)
     parser.add_argument("--out", required=True)
-    parser.add_argument("overrides", nargs="*")
-    args = parser.parse_args(argv)
-    cfg = get_recipe(args.recipe).apply_overrides(args.overrides)
-    cfg.finalize(int(os.environ.get("WORLD_SIZE", "1")))
+    args, cfg = config_from_argv(parser, argv)
     if cfg.data.path is None:
-        raise ValueError("data.path is not set")
+        fail("data.path is not set; pass data.path=DIR (a shard directory with a val split)")
     stack = build_stack(cfg, with_reference=False)
     if args.weights:
         with engine.compat_scope():
             ckpt.load_weights(args.weights, stack.policy)
+    seed, games = cfg.eval.seed, cfg.eval.games
     source = GameSource(
         cfg.data.val_path or cfg.data.path,
         dp_rank=0,
         dp_size=1,
-        seed=args.seed,
+        seed=seed,
         split="val",
         num_epochs=None,
         shuffle=False,
     )
-    pairs = source.next_pairs(args.games)
-    result = evaluate(stack.policy, stack.tokenizer, cfg, pairs, args.seed)
+    pairs = source.next_pairs(games)
+    result = evaluate(stack.policy, stack.tokenizer, cfg, pairs, seed)
     result["weights"] = args.weights
     if stack.par.is_main:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         Path(args.out).write_text(json.dumps(result, indent=1))
         m = result["metrics"]
         print(
-            f"[eval] {args.games} games: decision accuracy {m['decision_accuracy']:.3f} "
+            f"[eval] {games} games: decision accuracy {m['decision_accuracy']:.3f} "
             f"(chance {m['chance_accuracy']:.2f}), N/A {m['na_rate']:.3f}, "
             f"spy/civilian clues contradicting the original "
             f"{m['clue/spy_contradicts_original_rate']:.2f}/"

@@ -43,8 +43,31 @@ def wrap_ddp(model, cfg: VZeroConfig):
         return DistributedDataParallel(config=model.config, ddp_config=ddp_config, module=model)
 
 
-def build_optimizer(chunks: Sequence[Any], cfg: VZeroConfig):
-    """megatron-core AdamW (decoupled weight decay) + cosine/constant LR with linear warmup."""
+@dataclass(frozen=True, slots=True)
+class LRSchedule:
+    """Learning-rate schedule over optimizer steps: linear warmup, then cosine or constant."""
+
+    lr: float
+    min_lr: float
+    warmup_fraction: float
+    total_steps: int
+    style: str = "cosine"
+
+    @classmethod
+    def self_play(cls, cfg: VZeroConfig) -> LRSchedule:
+        t = cfg.train  # the schedule counts optimizer steps, not iterations
+        total = t.iterations * t.steps_per_iteration
+        return cls(t.lr, t.min_lr, t.warmup_fraction, total, t.lr_schedule)
+
+    @classmethod
+    def pretraining(cls, cfg: VZeroConfig) -> LRSchedule:
+        p = cfg.pretrain
+        return cls(p.lr, 0.0, p.warmup_fraction, p.steps, "cosine")
+
+
+def build_optimizer(chunks: Sequence[Any], cfg: VZeroConfig, schedule: LRSchedule):
+    """megatron-core AdamW (decoupled weight decay) + `schedule`; betas, weight decay and the
+    gradient clip come from `cfg.train`."""
     from megatron.core.optimizer import OptimizerConfig, get_megatron_optimizer
     from megatron.core.optimizer_param_scheduler import OptimizerParamScheduler
 
@@ -52,8 +75,8 @@ def build_optimizer(chunks: Sequence[Any], cfg: VZeroConfig):
     bf16 = cfg.model.params_dtype == "bf16"
     opt_config = OptimizerConfig(
         optimizer="adam",
-        lr=t.lr,
-        min_lr=t.min_lr,
+        lr=schedule.lr,
+        min_lr=schedule.min_lr,
         weight_decay=t.weight_decay,
         adam_beta1=t.adam_beta1,
         adam_beta2=t.adam_beta2,
@@ -65,16 +88,16 @@ def build_optimizer(chunks: Sequence[Any], cfg: VZeroConfig):
     )
     with compat_scope():
         optimizer = get_megatron_optimizer(opt_config, list(chunks))
-    total = t.iterations * t.steps_per_iteration  # the schedule counts optimizer steps
-    warmup = int(round(t.warmup_fraction * total))
+    total = schedule.total_steps
+    warmup = int(round(schedule.warmup_fraction * total))
     scheduler = OptimizerParamScheduler(
         optimizer,
-        init_lr=0.0 if warmup > 0 else t.lr,
-        max_lr=t.lr,
-        min_lr=t.min_lr,
+        init_lr=0.0 if warmup > 0 else schedule.lr,
+        max_lr=schedule.lr,
+        min_lr=schedule.min_lr,
         lr_warmup_steps=warmup,
         lr_decay_steps=total,
-        lr_decay_style="cosine" if t.lr_schedule == "cosine" else "constant",
+        lr_decay_style="cosine" if schedule.style == "cosine" else "constant",
         start_wd=t.weight_decay,
         end_wd=t.weight_decay,
         wd_incr_steps=total,

@@ -1,6 +1,7 @@
 """Pre-train the tiny VLM on generic grounding skills: a stand-in for VLM pre-training.
 
-    python -m vzero_nemo.training.pretrain --recipe tiny_cpu --steps 300 --out runs/tiny_cpu/pretrained
+    python -m vzero_nemo.training.pretrain --recipe tiny_cpu --out runs/tiny_cpu/pretrained \\
+        data.path=runs/tiny_cpu/data pretrain.steps=1000
 
 No pretrained VLM weights are reachable offline, so the tiny model learns, from the data
 generators' ground truth, what any instruction-tuned VLM already knows:
@@ -37,7 +38,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import random
 import re
 import sys
@@ -47,7 +47,7 @@ from pathlib import Path
 
 import torch
 
-from vzero_nemo.config import VZeroConfig
+from vzero_nemo.config import PRETRAIN_TASKS, VZeroConfig
 from vzero_nemo.data.schema import CLEVR_COLORS, CLEVR_SHAPES
 from vzero_nemo.game.policies import clevr_contradicts, describe_object
 from vzero_nemo.game.prompts import PromptBuilder, messages
@@ -58,7 +58,7 @@ from vzero_nemo.training import engine
 from vzero_nemo.training.batching import MicroBatch, TrainSequence, make_micro_batches
 from vzero_nemo.training.rollout import GamePair
 
-TASKS = ("caption", "describe", "exists", "vote", "wrong")
+TASKS = PRETRAIN_TASKS
 # Sampling weights: the caption is the densest visual supervision, so it gets half the batch.
 TASK_WEIGHTS = {"caption": 2.0, "describe": 1.0, "exists": 2.0, "vote": 2.0, "wrong": 1.5}
 # Share of vote-example clues that are true of the civilians' image (the rest name an absent
@@ -276,27 +276,24 @@ def evaluate_skills(stack, cfg: VZeroConfig, pairs: list[GamePair], seed: int = 
 def pretrain(
     cfg: VZeroConfig,
     pairs: list[GamePair],
-    *,
-    steps: int,
-    batch_size: int,
     out_dir: str,
-    seed: int = 0,
-    log_every: int = 25,
     eval_pairs: list[GamePair] | None = None,
-    tasks: tuple[str, ...] = TASKS,
-    eval_every: int = 0,
+    log_every: int = 25,
 ) -> PretrainResult:
-    """Supervised pre-training on `pairs`; saves a weights-only checkpoint to `out_dir` and
-    measures the skills on `eval_pairs` (held out), also every `eval_every` steps if > 0."""
+    """Supervised pre-training (`cfg.pretrain`) on `pairs`; saves a weights-only checkpoint to
+    `out_dir` and measures the skills on `eval_pairs` (held out), also every
+    `pretrain.eval_every` steps if > 0."""
     from vzero_nemo.training.setup import build_stack
 
-    stack = build_stack(cfg, with_reference=False)
+    p = cfg.pretrain
+    steps, tasks, eval_every, seed = p.steps, p.tasks, p.eval_every, p.seed
+    stack = build_stack(cfg, with_reference=False, schedule=engine.LRSchedule.pretraining(cfg))
     rng = random.Random(seed + 1000 * stack.par.dp_rank)
     start = time.perf_counter()
     nll = float("nan")
     for step in range(steps):
         seqs = []
-        for _ in range(batch_size):
+        for _ in range(p.batch_size):
             pair = rng.choice(pairs)
             task = rng.choices(tasks, weights=[TASK_WEIGHTS[t] for t in tasks])[0]
             seqs.append(to_sequence(make_example(pair, cfg, rng, task), pair, cfg, stack.tokenizer))
@@ -322,49 +319,23 @@ def pretrain(
 
 
 def main(argv: list[str] | None = None) -> int:
-    from recipes import get_recipe
+    from vzero_nemo.cli import add_config_arguments, config_from_argv, fail
     from vzero_nemo.training.data_source import GameSource
 
     parser = argparse.ArgumentParser(prog="python -m vzero_nemo.training.pretrain")
-    parser.add_argument("--recipe", default="tiny_cpu")
-    parser.add_argument("--steps", type=int, default=300)
-    parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--num-pairs", type=int, default=512, help="pairs drawn from data.path")
-    parser.add_argument("--lr", type=float, default=1e-3)
+    add_config_arguments(parser, default_recipe="tiny_cpu")
     parser.add_argument("--out", required=True, help="weights checkpoint directory to write")
-    parser.add_argument("--eval-pairs", type=int, default=64, help="held-out pairs for skills")
-    parser.add_argument("--tasks", default=",".join(TASKS), help="comma-separated subset")
-    parser.add_argument("--eval-every", type=int, default=0, help="skills every N steps")
-    parser.add_argument("overrides", nargs="*")
-    args = parser.parse_args(argv)
-    cfg = get_recipe(args.recipe)
-    cfg.apply_overrides(
-        [
-            f"train.lr={args.lr}",
-            f"train.iterations={args.steps}",
-            "train.warmup_fraction=0.05",
-            "train.min_lr=0",
-            "train.steps_per_iteration=1",  # one optimizer step per pre-training step
-            *args.overrides,
-        ]
-    )
-    cfg.finalize(int(os.environ.get("WORLD_SIZE", "1")))
-    assert cfg.data.path is not None and cfg.data.seed is not None
+    args, cfg = config_from_argv(parser, argv)
+    if cfg.data.path is None or not Path(cfg.data.path).is_dir():
+        fail(f"data.path={cfg.data.path!r} is not a shard directory; pass data.path=DIR")
+    assert cfg.data.seed is not None
+    p = cfg.pretrain
     source = GameSource(cfg.data.path, dp_rank=0, dp_size=1, seed=cfg.data.seed)
-    pairs = source.next_pairs(args.num_pairs)
+    pairs = source.next_pairs(p.num_pairs)
     held_out = GameSource(
         cfg.data.path, dp_rank=0, dp_size=1, seed=cfg.data.seed, split="val", shuffle=False
-    ).next_pairs(args.eval_pairs)
-    result = pretrain(
-        cfg,
-        pairs,
-        steps=args.steps,
-        batch_size=args.batch_size,
-        out_dir=args.out,
-        eval_pairs=held_out,
-        tasks=tuple(args.tasks.split(",")),
-        eval_every=args.eval_every,
-    )
+    ).next_pairs(p.eval_pairs)
+    result = pretrain(cfg, pairs, args.out, eval_pairs=held_out)
     print(
         f"[pretrain] done: {result.steps} steps, nll {result.final_nll:.3f}, "
         f"{result.seconds:.0f} s -> {args.out}; held-out skills {result.skills}"

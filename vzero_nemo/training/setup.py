@@ -48,7 +48,10 @@ def _device():
     return get_parallel_state().device
 
 
-def build_stack(cfg: VZeroConfig, *, with_reference: bool) -> PolicyStack:
+def build_stack(
+    cfg: VZeroConfig, *, with_reference: bool, schedule: engine.LRSchedule | None = None
+) -> PolicyStack:
+    """Everything a run trains with; `schedule` defaults to the self-play LR schedule."""
     par = initialize_parallel(cfg.parallel, cfg.train.seed)
     tokenizer = load_tokenizer(cfg.model)
     policy = build_chunks(cfg, tokenizer)
@@ -67,6 +70,7 @@ def build_stack(cfg: VZeroConfig, *, with_reference: bool) -> PolicyStack:
             if cfg.model.offload_reference and par.device.type == "cuda":
                 chunk.to("cpu")
     policy = [engine.wrap_ddp(chunk, cfg) for chunk in policy]
-    optimizer, scheduler = engine.build_optimizer(policy, cfg)
+    schedule = schedule or engine.LRSchedule.self_play(cfg)
+    optimizer, scheduler = engine.build_optimizer(policy, cfg, schedule)
     engine.configure_model_config(policy, optimizer)
     return PolicyStack(par, tokenizer, policy, reference, optimizer, scheduler)

@@ -1,0 +1,73 @@
+"""The one way every command builds its config: recipe -> `key=value` overrides -> finalize.
+
+    parser = argparse.ArgumentParser(prog="python -m vzero_nemo.eval.heldout")
+    add_config_arguments(parser, default_recipe="tiny_cpu")
+    parser.add_argument("--out", required=True)            # flags only for non-config things
+    args, cfg = config_from_argv(parser, argv)              # exits 2 on a bad override
+
+Training, pre-training, evaluation, benchmarks, the main job and the experiment drivers all
+call `config_from_argv` (or `build_config`), so an override that works for one command works
+for every other, and a bad one is reported the same way everywhere: `error: <message>` on
+stderr and exit status 2, before any model is built. This module and the commands' `main()`
+functions are the only places in the package that import `recipes`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+from vzero_nemo.config import VZeroConfig
+
+USAGE_ERROR = 2
+
+
+def world_size_from_env() -> int:
+    """Processes in the job (torchrun/Slurm set WORLD_SIZE; 1 otherwise)."""
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
+def build_config(
+    recipe: str, overrides: list[str] | tuple[str, ...] = (), world_size: int | None = None
+) -> VZeroConfig:
+    """Recipe -> overrides -> finalize. Raises ValueError naming any bad input."""
+    from recipes import get_recipe
+
+    cfg = get_recipe(recipe)
+    cfg.apply_overrides(list(overrides))
+    cfg.finalize(world_size_from_env() if world_size is None else world_size)
+    return cfg
+
+
+def add_config_arguments(parser: argparse.ArgumentParser, default_recipe: str | None) -> None:
+    """`--recipe NAME` and the positional `key=value` overrides."""
+    from recipes import RECIPES
+
+    parser.add_argument(
+        "--recipe",
+        required=default_recipe is None,
+        default=default_recipe,
+        help=f"one of: {', '.join(RECIPES)}"
+        + (f" (default {default_recipe})" if default_recipe else ""),
+    )
+    parser.add_argument("overrides", nargs="*", help="key=value config overrides")
+
+
+def fail(message: str) -> None:
+    """Report a user error the way every command does, and exit 2."""
+    print(f"error: {message}", file=sys.stderr)
+    raise SystemExit(USAGE_ERROR)
+
+
+def config_from_argv(
+    parser: argparse.ArgumentParser, argv: list[str] | None, world_size: int | None = None
+) -> tuple[argparse.Namespace, VZeroConfig]:
+    """Parse `argv` (flags may come after overrides) and build the config; a bad recipe or
+    override prints `error: ...` and exits 2."""
+    args = parser.parse_intermixed_args(argv)
+    try:
+        cfg = build_config(args.recipe, args.overrides, world_size)
+    except ValueError as err:
+        fail(str(err))
+    return args, cfg
