@@ -97,7 +97,10 @@ def play_games(
     *,
     seed: int,
     generator: torch.Generator,
+    vote_model=None,
 ) -> Rollout:
+    """Play `pairs` to the end. `vote_model` (default: `model`) samples the decision turns, so
+    an evaluation can judge one policy's clues with another, frozen observer."""
     env = GameBatch([p.truth for p in pairs], cfg.game, seed, grpo=cfg.grpo)
     scripted = (
         None
@@ -133,8 +136,9 @@ def play_games(
                 image = pairs[r.game_index].image(r.image)
                 rendered[key] = render_chat(r.messages, tokenizer, image, cfg.model)
             prompts.append(rendered[key])
+        speaker = model if stage == "clue" or vote_model is None else vote_model
         ids, logps = generate_texts(
-            model, prompts, tokenizer, params, generator, cfg.rollout.max_batch, cfg.model
+            speaker, prompts, tokenizer, params, generator, cfg.rollout.max_batch, cfg.model
         )
         turn = {}
         for request, prompt, resp, logp in zip(requests, prompts, ids, logps):
