@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -55,3 +57,26 @@ def train_cmd(run_dir: Path, data: Path, *extra: str, iterations: int = 3) -> li
 def read_metrics(run_dir: Path) -> list[dict]:
     lines = (run_dir / "metrics.jsonl").read_text().splitlines()
     return [json.loads(line) for line in lines if line.strip()]
+
+
+def comparable(records: list[dict]) -> list[dict]:
+    """Metrics without wall-clock fields: what a resumed run must repeat exactly."""
+    return [{k: v for k, v in r.items() if not k.startswith(TIMING_PREFIXES)} for r in records]
+
+
+def kill_after_first_checkpoint_and_resume(cmd: list[str], run_dir: Path, threads: int = 1) -> int:
+    """Start `cmd`, SIGKILL it once its first checkpoint exists, then rerun the same command
+    to completion (it resumes). Returns the iteration the killed run had saved."""
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=env(threads))
+    try:
+        deadline = time.monotonic() + 600
+        while not (run_dir / "run_state.json").exists():
+            assert proc.poll() is None, "the run ended before its first checkpoint"
+            assert time.monotonic() < deadline, "no checkpoint within 600 s"
+            time.sleep(0.2)
+        proc.send_signal(signal.SIGKILL)
+    finally:
+        proc.wait(timeout=60)
+    first = json.loads((run_dir / "run_state.json").read_text())["iteration"]
+    subprocess.run(cmd, check=True, cwd=ROOT, env=env(threads), timeout=900)
+    return first

@@ -15,7 +15,14 @@ import sys
 import time
 
 import pytest
-from tiny_run import ROOT, TIMING_PREFIXES, env, read_metrics, train_cmd
+from tiny_run import (
+    ROOT,
+    comparable,
+    env,
+    kill_after_first_checkpoint_and_resume,
+    read_metrics,
+    train_cmd,
+)
 
 pytestmark = pytest.mark.functional
 
@@ -42,10 +49,6 @@ def check_metrics(records: list[dict], iterations: int) -> None:
     assert records[0]["spo/dwell"] == 1.0
 
 
-def comparable(records: list[dict]) -> list[dict]:
-    return [{k: v for k, v in r.items() if not k.startswith(TIMING_PREFIXES)} for r in records]
-
-
 def test_tiny_run_dp1_and_resume_after_kill(tiny_shards, tmp_path):
     shards = tiny_shards
     full = tmp_path / "full"
@@ -58,19 +61,8 @@ def test_tiny_run_dp1_and_resume_after_kill(tiny_shards, tmp_path):
 
     # Kill -9 once the first checkpoint exists, then resume with the same command.
     killed = tmp_path / "killed"
-    proc = subprocess.Popen(train_cmd(killed, shards), cwd=ROOT, env=env())
-    try:
-        deadline = time.monotonic() + 600
-        while not (killed / "run_state.json").exists():
-            assert proc.poll() is None, "the run ended before its first checkpoint"
-            assert time.monotonic() < deadline, "no checkpoint within 600 s"
-            time.sleep(0.2)
-        proc.send_signal(signal.SIGKILL)
-    finally:
-        proc.wait(timeout=60)
-    first = json.loads((killed / "run_state.json").read_text())["iteration"]
+    first = kill_after_first_checkpoint_and_resume(train_cmd(killed, shards), killed)
     assert 1 <= first < 3
-    subprocess.run(train_cmd(killed, shards), check=True, cwd=ROOT, env=env(), timeout=900)
     resumed = read_metrics(killed)
     check_metrics(resumed, 3)
     assert comparable(resumed) == comparable(records)
@@ -129,3 +121,20 @@ def test_scripted_oracle_clues_train_only_the_decision_stage_two_steps_per_itera
     assert all(0.0 < r["train/old_logp_abs_diff"] < 0.5 for r in records)
     # Oracle clues are well-formed and grounded: nothing fails to parse.
     assert all(r["game/clue_parse_failure_rate"] == 0.0 for r in records)
+
+
+def test_bf16_run_saves_and_resumes_exactly(tiny_shards, tmp_path):
+    """bf16 parameters (every GPU recipe) through megatron's mixed-precision optimizer: the
+    checkpoint holds bf16 weights and fp32 master weights + Adam moments, and a run killed
+    after its first save and resumed repeats the uninterrupted run exactly."""
+    bf16 = ("model.params_dtype=bf16",)
+    full, killed = tmp_path / "full", tmp_path / "killed"
+    cmd = train_cmd(full, tiny_shards, *bf16, iterations=2)
+    subprocess.run(cmd, check=True, cwd=ROOT, env=env(), timeout=900)
+    records = read_metrics(full)
+    assert [r["train/step_applied"] for r in records] == [1.0, 1.0]
+    first = kill_after_first_checkpoint_and_resume(
+        train_cmd(killed, tiny_shards, *bf16, iterations=2), killed
+    )
+    assert first == 1
+    assert comparable(read_metrics(killed)) == comparable(records)

@@ -224,4 +224,14 @@ def build_policy(
         post_process = parallel_state.is_pipeline_last_stage(
             ignore_virtual=False, vp_stage=vp_stage
         )
-    return provider.provide(pre_process=pre_process, post_process=post_process, vp_stage=vp_stage)
+    model = provider.provide(pre_process=pre_process, post_process=post_process, vp_stage=vp_stage)
+    # Every parameter in the training dtype, as megatron's Float16Module does: the provider
+    # leaves the HF vision tower and the norm weights in fp32, and megatron-core's
+    # mixed-precision optimizer maps its checkpoint state by indexing only the float16
+    # parameters, so a model with fp32 parameters mixed in cannot save its optimizer state.
+    # The optimizer keeps fp32 master copies of every parameter either way. Buffers (the
+    # vision tower's rotary frequencies) keep their dtype: bf16 positions lose precision.
+    dtype = _DTYPES[model_cfg.params_dtype]
+    for param in model.parameters():
+        param.data = param.data.to(dtype)
+    return model
