@@ -23,6 +23,9 @@ FAST = [
     "train.steps_per_iteration=1",
     "logging.wandb_mode=disabled",
     "logging.progress_bar=false",
+    # Every collective of the project must get tensors on the communication device (what
+    # NCCL requires), checked here on gloo.
+    "parallel.check_collectives=true",
 ]
 # Wall-clock fields differ between runs; everything else must repeat exactly.
 TIMING_PREFIXES = ("time/", "perf/")

@@ -78,6 +78,10 @@ class ParallelConfig:
     """Megatron sequence parallelism (GPU only, needs TP > 1)."""
     use_distributed_optimizer: bool = False
     """Shard optimizer state over DP ranks (GPU only)."""
+    check_collectives: bool = False
+    """Debug: assert that every collective the project issues gets tensors on the backend's
+    communication device (CUDA for nccl), so a CPU (gloo) run catches what would fail under
+    NCCL (`vzero_nemo.parallel.collective_check`)."""
 
 
 @dataclass(kw_only=True, slots=True)

@@ -43,7 +43,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dry-run", action="store_true", help="print the resolved config and exit")
     args, cfg = config_from_argv(parser, argv)
     if args.dry_run:
+        from vzero_nemo.parallel.cpu_compat import layer_spec_choice
+
         print(cfg.format())
+        print(f"layer spec = {layer_spec_choice()}")
         return 0
     try:
         check_paths(cfg)

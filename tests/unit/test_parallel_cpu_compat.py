@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
@@ -15,21 +16,46 @@ pytestmark = pytest.mark.unit
 needs_cpu_only = pytest.mark.skipif(torch.cuda.is_available(), reason="CPU-only behaviour")
 
 
-def test_install_is_a_noop_when_cuda_is_available():
+PROBE = (
+    "import sys, torch\n"
+    "torch.cuda.is_available = lambda: True\n"
+    "original = torch.cuda.current_device\n"
+    "from vzero_nemo.parallel import cpu_compat\n"
+    "print(cpu_compat.install(), cpu_compat.is_installed(),\n"
+    "      cpu_compat.transformer_engine_available(), torch.cuda.current_device is original)\n"
+)
+
+
+def _probe(code: str, **env: str) -> subprocess.CompletedProcess:
     # A fresh interpreter, so no earlier install() in this process hides the decision.
-    code = (
-        "import sys, torch\n"
-        "torch.cuda.is_available = lambda: True\n"
-        "original = torch.cuda.current_device\n"
-        "from vzero_nemo.parallel import cpu_compat\n"
-        "print(cpu_compat.install(), cpu_compat.is_installed(),\n"
-        "      'transformer_engine' in sys.modules, torch.cuda.current_device is original,\n"
-        "      any(m.startswith('megatron') for m in sys.modules))\n"
+    return subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=300, check=True,
+        env={**os.environ, **env},
+    )  # fmt: skip
+
+
+def test_cuda_with_transformer_engine_is_left_unmodified(tmp_path):
+    # A transformer_engine package on the path stands for the real one (never imported here).
+    (tmp_path / "transformer_engine").mkdir()
+    (tmp_path / "transformer_engine" / "__init__.py").write_text("raise ImportError('probe')\n")
+    code = PROBE + "print('transformer_engine' in sys.modules, 'megatron.core' in sys.modules)\n"
+    result = _probe(code, PYTHONPATH=f"{tmp_path}:{os.environ.get('PYTHONPATH', '')}")
+    assert result.stdout.split() == ["False", "False", "True", "True", "False", "False"]
+    assert "transformer-engine not found" not in result.stderr
+
+
+def test_cuda_without_transformer_engine_gets_the_shim_and_says_so():
+    # A GPU workstation with pip-installed torch: Bridge must import (the shim), the CUDA
+    # calls stay untouched, the provider picks the local layer spec, and one line says why.
+    code = PROBE + (
+        "import vzero_nemo.models.provider as provider\n"
+        "print('RESULT', provider._uses_transformer_engine(), cpu_compat.layer_spec_choice())\n"
     )
-    result = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True
-    )
-    assert result.stdout.split() == ["False", "False", "False", "True", "False"]
+    result = _probe(code)
+    assert result.stdout.split()[:4] == ["False", "False", "False", "True"]
+    last = [line for line in result.stdout.splitlines() if line.startswith("RESULT")][0]
+    assert last.split()[1] == "False" and "local layer spec" in last
+    assert result.stderr.count("[vzero] transformer-engine not found") == 1
 
 
 @needs_cpu_only

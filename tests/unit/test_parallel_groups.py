@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 import torch
 
@@ -94,5 +96,38 @@ def test_single_process_world(no_torchrun_env):
     groups.initialize_parallel(ParallelConfig(), seed=7)
     try:
         assert torch.equal(torch.rand(3), first)
+    finally:
+        groups.destroy_parallel()
+
+
+def test_collective_check_rejects_tensors_not_placed_on_the_comm_device(no_torchrun_env):
+    from vzero_nemo.parallel.collective_check import CollectiveDeviceError, check_collectives
+
+    groups.initialize_parallel(ParallelConfig(backend="gloo"), seed=0)
+    try:
+        with check_collectives(packages=("vzero_nemo", __name__)):
+            # The helpers place their tensors on the communication device: accepted.
+            assert groups.all_reduce_sum(2.5) == 2.5
+            assert groups.all_reduce_sum(torch.ones(3)).tolist() == [1.0, 1.0, 1.0]
+            placed = groups.comm_tensor([1.0, 2.0])
+            torch.distributed.all_reduce(placed)
+            # A tensor built where it happens to be, handed straight to a collective: caught,
+            # on CPU as it would fail under NCCL.
+            with pytest.raises(CollectiveDeviceError, match=r"all_reduce with a \(2,\) tensor"):
+                torch.distributed.all_reduce(torch.zeros(2))
+        torch.distributed.all_reduce(torch.zeros(2))  # outside the check: unchanged
+    finally:
+        groups.destroy_parallel()
+
+
+def test_to_comm_moves_to_the_declared_device(no_torchrun_env, monkeypatch):
+    groups.initialize_parallel(ParallelConfig(backend="gloo"), seed=0)
+    try:
+        state = groups.get_parallel_state()
+        monkeypatch.setattr(
+            groups, "_state", dataclasses.replace(state, comm_device=torch.device("meta"))
+        )
+        assert groups.to_comm(torch.ones(2)).device.type == "meta"
+        assert groups.comm_tensor([1.0]).device.type == "meta"
     finally:
         groups.destroy_parallel()

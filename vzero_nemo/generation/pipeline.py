@@ -11,6 +11,8 @@ from __future__ import annotations
 import torch
 import torch.distributed as dist
 
+from vzero_nemo.parallel.groups import to_comm
+
 
 class PipelineStage:
     """This rank's place in its pipeline group, with the sends and receives it needs."""
@@ -34,20 +36,23 @@ class PipelineStage:
 
     def send_forward(self, hidden: torch.Tensor) -> None:
         assert self.next_rank is not None
-        dist.send(hidden.contiguous(), dst=self.next_rank, group=self.group)
+        dist.send(to_comm(hidden.contiguous()), dst=self.next_rank, group=self.group)
 
     def recv_forward(
         self, shape: tuple[int, ...], dtype: torch.dtype, device: torch.device
     ) -> torch.Tensor:
         assert self.prev_rank is not None
-        hidden = torch.empty(shape, dtype=dtype, device=device)
+        hidden = to_comm(torch.empty(shape, dtype=dtype, device=device))
         dist.recv(hidden, src=self.prev_rank, group=self.group)
-        return hidden
+        return hidden.to(device)
 
     def broadcast_from_last(self, tensor: torch.Tensor) -> torch.Tensor:
         """The last stage's `tensor` on every stage (in place; same shape everywhere)."""
         if self.size > 1:
-            dist.broadcast(tensor, src=self.last_rank, group=self.group)
+            buffer = to_comm(tensor)
+            dist.broadcast(buffer, src=self.last_rank, group=self.group)
+            if buffer is not tensor:
+                tensor.copy_(buffer)
         return tensor
 
 
@@ -56,6 +61,7 @@ def gather_vocab_shards(logits_BV: torch.Tensor, tp_group: dist.ProcessGroup) ->
     tp_size = dist.get_world_size(tp_group)
     if tp_size == 1:
         return logits_BV
-    shards = [torch.empty_like(logits_BV) for _ in range(tp_size)]
-    dist.all_gather(shards, logits_BV.contiguous(), group=tp_group)
-    return torch.cat(shards, dim=-1)
+    local = to_comm(logits_BV.contiguous())
+    shards = [to_comm(torch.empty_like(local)) for _ in range(tp_size)]
+    dist.all_gather(shards, local, group=tp_group)
+    return torch.cat(shards, dim=-1).to(logits_BV.device)

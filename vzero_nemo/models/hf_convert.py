@@ -25,7 +25,7 @@ import torch
 
 from vzero_nemo.parallel import cpu_compat
 
-cpu_compat.install()  # before Megatron-Bridge is imported (no-op with CUDA)
+cpu_compat.install()  # before Megatron-Bridge is imported (no-op with CUDA and TE)
 
 from megatron.bridge import AutoBridge  # noqa: E402
 from safetensors.torch import save_file  # noqa: E402

@@ -18,6 +18,8 @@ from megatron.core.tensor_parallel import (
     vocab_parallel_cross_entropy,
 )
 
+from vzero_nemo.parallel.groups import to_comm
+
 
 def _check(logits: torch.Tensor, target: torch.Tensor | None = None) -> None:
     if logits.dim() < 2:
@@ -44,12 +46,13 @@ def token_entropy(logits: torch.Tensor) -> torch.Tensor:
     _check(logits)
     logits = logits.float()
     # The max only stabilises exp(); it cancels exactly, so it needs no gradient.
-    global_max = logits.detach().amax(dim=-1)
+    global_max = to_comm(logits.detach().amax(dim=-1))
     torch.distributed.all_reduce(
         global_max,
         op=torch.distributed.ReduceOp.MAX,
         group=parallel_state.get_tensor_model_parallel_group(),
     )
+    global_max = global_max.to(logits.device)
     shifted = logits - global_max.unsqueeze(-1)
     exp = shifted.exp()
     sum_exp = reduce_from_tensor_model_parallel_region(exp.sum(dim=-1))

@@ -7,15 +7,14 @@
 `provider_for` fills the provider from the named size (`vzero_nemo.models.sizes`), the
 tokenizer's special-token ids, `ModelConfig` (dtype, sequence length, recompute, freezing) and
 `ParallelConfig` (TP / PP / VPP / sequence parallel are megatron config fields; the model code
-never branches on them). Where transformer-engine is absent (CPU, see
-`vzero_nemo.parallel.cpu_compat`) it uses megatron-core's local layer spec, CPU
+never branches on them). Where transformer-engine is absent (CPU, or a GPU
+without TE; see `vzero_nemo.parallel.cpu_compat`) it uses megatron-core's local layer spec, CPU
 initialisation and no fused kernels; with TE it keeps Bridge's TE spec and fusions.
 `build_policy` needs megatron's parallel state initialised (see `vzero_nemo.parallel`).
 """
 
 from __future__ import annotations
 
-import importlib.util
 from dataclasses import dataclass
 
 import torch
@@ -23,7 +22,7 @@ import torch.nn.functional as F
 
 from vzero_nemo.parallel import cpu_compat
 
-cpu_compat.install()  # before Megatron-Bridge is imported (no-op with CUDA)
+cpu_compat.install()  # before Megatron-Bridge is imported (no-op with CUDA and TE)
 
 from megatron.bridge.models.gpt_provider import local_layer_spec  # noqa: E402
 from megatron.bridge.models.qwen_vl.qwen25_vl_provider import Qwen25VLModelProvider  # noqa: E402
@@ -112,9 +111,7 @@ def model_vocab(
 
 
 def _uses_transformer_engine() -> bool:
-    return (
-        not cpu_compat.is_installed() and importlib.util.find_spec("transformer_engine") is not None
-    )
+    return cpu_compat.transformer_engine_available()
 
 
 def provider_for(
@@ -177,8 +174,8 @@ def provider_for(
             provider.recompute_method = "uniform"
             provider.recompute_num_layers = 1
     if not _uses_transformer_engine():
-        # No TE / apex: megatron-core's local layers, unfused kernels, weights initialised
-        # on the CPU generator (identical for any TP size).
+        # No TE / apex (CPU, or a GPU without TE): megatron-core's local layers, unfused
+        # kernels, weights initialised on the CPU generator (identical for any TP size).
         provider.transformer_layer_spec = local_layer_spec
         provider.attention_backend = AttnBackend.local
         provider.use_cpu_initialization = True

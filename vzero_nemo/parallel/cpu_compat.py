@@ -1,8 +1,11 @@
 """CPU compatibility layer for megatron-core 0.19 and Megatron-Bridge 0.6 (no CUDA, no TE).
 
 This is the one place where the project bends Megatron to run on a machine without CUDA.
-`install()` does nothing and returns False when `torch.cuda.is_available()`; on a GPU node the
-stack runs unmodified. Without CUDA it applies, once per process, exactly these changes:
+With CUDA and transformer-engine (the NGC container) `install()` does nothing and returns
+False: the stack runs unmodified. With CUDA but no transformer-engine (a workstation with
+pip-installed torch) it applies item 1 only, prints one line saying so, and the provider uses
+megatron-core's local layer spec. Without CUDA it applies, once per process, exactly these
+changes:
 
 1. **transformer_engine import shim.** Megatron-Bridge imports `transformer_engine.pytorch`
    unconditionally (PEFT LoRA layers, pulled in by `megatron.bridge`'s package import), so no
@@ -61,6 +64,8 @@ from __future__ import annotations
 import contextlib
 import functools
 import importlib
+import importlib.util
+import os
 import sys
 import types
 from collections.abc import Callable, Iterator
@@ -107,6 +112,8 @@ _MASK_BUILDER_SITES = (
 )
 
 _installed = False
+_te_shimmed = False
+_real_te: bool | None = None
 
 
 def cuda_available() -> bool:
@@ -114,22 +121,50 @@ def cuda_available() -> bool:
     return torch.cuda.is_available()
 
 
+def transformer_engine_available() -> bool:
+    """Whether a real transformer-engine is importable (decided once, before any shim)."""
+    global _real_te
+    if _real_te is None:
+        _real_te = not _te_shimmed and importlib.util.find_spec("transformer_engine") is not None
+    return _real_te
+
+
+def layer_spec_choice() -> str:
+    """Which layer spec a model built in this process uses, and why (printed by --dry-run)."""
+    if transformer_engine_available():
+        return "transformer-engine layer spec (fused attention and kernels)"
+    return f"megatron-core local layer spec: {TE_MISSING}"
+
+
+TE_MISSING = (
+    "transformer-engine not found, so attention and norms run unfused (no flash attention, "
+    "more activation memory, slower steps); it ships in the NGC NeMo container"
+)
+
+
 def is_installed() -> bool:
+    """Whether the CPU part of the layer (CUDA redirection) is active."""
     return _installed
 
 
 def install() -> bool:
-    """Apply the CPU compatibility layer once. Returns True if it is active.
+    """Apply what this machine needs, once. Returns True if the CPU layer is active.
 
-    A no-op returning False when CUDA is available. Idempotent.
+    Without transformer-engine (CPU, or a GPU workstation with pip-installed torch) the
+    import shim (item 1) is registered so Megatron-Bridge imports and the local layer spec is
+    used; with CUDA nothing else changes. Without CUDA items 2-5 apply too. Idempotent.
     """
-    global _installed
+    global _installed, _te_shimmed
+    if not transformer_engine_available() and not _te_shimmed:
+        _pin_megatron_te_absent()
+        _register_transformer_engine_shim()
+        _te_shimmed = True
+        if cuda_available() and int(os.environ.get("RANK", "0")) == 0:
+            print(f"[vzero] {TE_MISSING}: using megatron-core's local layer spec", file=sys.stderr)
     if cuda_available():
         return False
     if _installed:
         return True
-    _pin_megatron_te_absent()
-    _register_transformer_engine_shim()
     _redirect_torch_cuda()
     _patch_mask_builders()
     _installed = True

@@ -16,6 +16,12 @@
 
 The reduction helpers (`all_reduce_sum`, ...) take a group name (`dp`, `tp`, `pp`, `world`)
 and work on floats or tensors, so the trainer passes plain numbers to `algorithms/`.
+
+Every tensor the project hands to a collective goes through `to_comm` (or is allocated by
+`comm_tensor`) first: NCCL only reduces CUDA tensors, gloo only CPU ones, and a metric built
+on the CPU in a GPU job would otherwise fail there ("No backend type associated with device
+type cpu") while every CPU test passes. `parallel.check_collectives=true` (see
+`collective_check`) asserts this for every collective the project's own code issues.
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ from __future__ import annotations
 import datetime
 import os
 import random
+import weakref
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -53,6 +60,9 @@ class ParallelState:
     dp_size: int
     device: torch.device
     """Where this rank's model and batches live (cuda:<local_rank> or cpu)."""
+    comm_device: torch.device
+    """Where tensors handed to this backend's collectives must live: cuda:<local_rank> for
+    nccl, cpu for gloo."""
     backend: str
     """torch.distributed backend actually used: `gloo` or `nccl`."""
     cpu_compat: bool
@@ -177,6 +187,7 @@ def initialize_parallel(
         dp_rank=mpu.get_data_parallel_rank(),
         dp_size=mpu.get_data_parallel_world_size(),
         device=device,
+        comm_device=device,
         backend=backend,
         cpu_compat=compat,
     )
@@ -234,18 +245,43 @@ def get_group(group: GroupName) -> dist.ProcessGroup:
     return getters[group]()
 
 
+# Tensors placed on the communication device by `to_comm` / `comm_tensor` while a collective
+# check is active (`vzero_nemo.parallel.collective_check`); None otherwise.
+# Keyed by id(): tensors compare element-wise, so they cannot sit in a WeakSet.
+_placed: weakref.WeakValueDictionary | None = None
+
+
+def to_comm(tensor: torch.Tensor) -> torch.Tensor:
+    """`tensor` on this rank's communication device (itself if it is already there)."""
+    out = tensor.to(get_parallel_state().comm_device)
+    if _placed is not None:
+        _placed[id(out)] = out
+    return out
+
+
+def placed_on_comm_device(tensor: torch.Tensor) -> bool:
+    """Whether `tensor` came from `to_comm` / `comm_tensor` while a collective check runs."""
+    return _placed is not None and _placed.get(id(tensor)) is tensor
+
+
+def comm_tensor(values: list[float], dtype: torch.dtype = torch.float64) -> torch.Tensor:
+    """A new 1-D tensor of `values` on the communication device."""
+    return to_comm(torch.tensor(values, dtype=dtype))
+
+
 def _reduce(value: torch.Tensor | float, group: GroupName, op: dist.ReduceOp) -> Any:
     if isinstance(value, torch.Tensor):
-        out = value.detach().clone()
+        out = to_comm(value.detach().clone())
         dist.all_reduce(out, op=op, group=get_group(group))
-        return out
-    tensor = torch.tensor([float(value)], dtype=torch.float64, device=get_parallel_state().device)
+        return out.to(value.device)
+    tensor = comm_tensor([float(value)])
     dist.all_reduce(tensor, op=op, group=get_group(group))
     return tensor.item()
 
 
 def all_reduce_sum(value: torch.Tensor | float, group: GroupName = "dp") -> Any:
-    """Sum over `group`. A tensor comes back as a new tensor, a number as a float."""
+    """Sum over `group`. A tensor comes back as a new tensor on its own device, a number as
+    a float; either travels on the communication device."""
     return _reduce(value, group, dist.ReduceOp.SUM)
 
 

@@ -21,6 +21,7 @@ import torch.distributed as dist
 
 from vzero_nemo.config import VZeroConfig
 from vzero_nemo.parallel import cpu_compat
+from vzero_nemo.parallel.groups import all_reduce_sum
 from vzero_nemo.training.batching import MicroBatch
 
 LossFn = Callable[[MicroBatch, torch.Tensor], tuple[torch.Tensor, torch.Tensor, dict]]
@@ -172,16 +173,14 @@ def run_schedule(
 
 
 def grads_are_finite(chunks: Sequence[Any]) -> bool:
-    """True when every gradient buffer of this rank is finite (all ranks agree after the
-    world all-reduce)."""
-    bad = torch.zeros(1)
+    """True when every gradient buffer of every rank is finite (a world all-reduce)."""
+    bad = 0
     for chunk in chunks:
         for buffer in getattr(chunk, "buffers", []):
-            if not torch.isfinite(buffer.grad_data).all():
-                bad += 1
+            bad += int(not torch.isfinite(buffer.grad_data).all())
     if dist.is_initialized():
-        dist.all_reduce(bad)
-    return float(bad) == 0.0
+        bad = all_reduce_sum(float(bad), "world")
+    return bad == 0
 
 
 def zero_grads(chunks: Sequence[Any], optimizer) -> None:
@@ -216,7 +215,7 @@ def reduce_metrics(metrics: list[dict[str, torch.Tensor]]) -> dict[str, float]:
             if name in m:
                 totals[i] += m[name].detach().to(torch.float64).cpu().reshape(2)
     if dist.is_initialized():
-        dist.all_reduce(totals)
+        totals = all_reduce_sum(totals, "world")
     return {
         name: float(totals[i, 0] / totals[i, 1]) if totals[i, 1] > 0 else float("nan")
         for i, name in enumerate(names)

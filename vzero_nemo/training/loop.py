@@ -117,6 +117,15 @@ def _progress(tr: Trainer):
 
 def train(cfg: VZeroConfig) -> Trainer:
     """Run (or continue) the configured self-play training; returns the trainer."""
+    if not cfg.parallel.check_collectives:
+        return _train(cfg)
+    from vzero_nemo.parallel.collective_check import check_collectives
+
+    with check_collectives():
+        return _train(cfg)
+
+
+def _train(cfg: VZeroConfig) -> Trainer:
     torch.set_num_threads(max(1, int(os.environ.get("OMP_NUM_THREADS", torch.get_num_threads()))))
     stop = StopFlag()
     stop.install()
