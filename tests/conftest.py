@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -34,7 +35,14 @@ sys.path.insert(0, str(Path(__file__).parent))  # tests/tiny_run.py for the run-
 
 @pytest.fixture(scope="session")
 def tiny_shards(tmp_path_factory) -> Path:
-    """A small CLEVR grid shard set (generated once per session)."""
+    """A small CLEVR grid shard set (generated once per session), or the one made earlier by
+    `python tests/tiny_run.py DIR` and named by VZERO_TEST_SHARDS (a GPU node without
+    data_prep's dependencies: see scripts/gpu_check.sh)."""
     from tiny_run import make_shards
 
+    prebuilt = os.environ.get("VZERO_TEST_SHARDS")
+    if prebuilt:
+        if not (Path(prebuilt) / "manifest.json").is_file():
+            raise pytest.UsageError(f"VZERO_TEST_SHARDS={prebuilt} holds no manifest.json")
+        return Path(prebuilt)
     return make_shards(tmp_path_factory.mktemp("data") / "clevr")

@@ -83,3 +83,8 @@ def kill_after_first_checkpoint_and_resume(cmd: list[str], run_dir: Path, thread
     first = json.loads((run_dir / "run_state.json").read_text())["iteration"]
     subprocess.run(cmd, check=True, cwd=ROOT, env=env(threads), timeout=900)
     return first
+
+
+if __name__ == "__main__":
+    # python tests/tiny_run.py DIR: the tiny shard set, for VZERO_TEST_SHARDS.
+    print(make_shards(Path(sys.argv[1])))

@@ -119,11 +119,13 @@ def provider_for(
     parallel_cfg: ParallelConfig | None = None,
     *,
     tokenizer: VLTokenizer | None = None,
+    dims: Qwen25VLDims | None = None,
 ) -> VZeroQwen25VLProvider:
     """A finalized provider for `model_cfg.size` under `parallel_cfg` (default: no
     parallelism). No weights are allocated and no checkpoint is read: the special-token ids
-    and vocabulary size come from `model_vocab` (tiny: its tokenizer; 7B-72B: published)."""
-    dims = dims_for(model_cfg.size)
+    and vocabulary size come from `model_vocab` (tiny: its tokenizer; 7B-72B: published).
+    `dims` replaces the size's dimensions (e.g. a reduced-depth model at a published width)."""
+    dims = dims or dims_for(model_cfg.size)
     parallel_cfg = parallel_cfg or ParallelConfig()
     ids, vocab_size = model_vocab(model_cfg, tokenizer)
     if model_cfg.params_dtype not in _DTYPES:
@@ -201,6 +203,7 @@ def build_policy(
     post_process: bool | None = None,
     vp_stage: int | None = None,
     tokenizer: VLTokenizer | None = None,
+    dims: Qwen25VLDims | None = None,
 ) -> VZeroQwen25VLModel:
     """This rank's model chunk (`vp_stage` under VPP), randomly initialised from megatron's
     RNG state; weights come later from a checkpoint or `hf_convert.import_hf_weights`.
@@ -210,7 +213,7 @@ def build_policy(
             "megatron parallel state is not initialised; call "
             "vzero_nemo.parallel.initialize_parallel(...) before build_policy"
         )
-    provider = provider_for(model_cfg, parallel_cfg, tokenizer=tokenizer)
+    provider = provider_for(model_cfg, parallel_cfg, tokenizer=tokenizer, dims=dims)
     pg_collection = ProcessGroupCollection.use_mpu_process_groups()
     provider._pg_collection = pg_collection
     if pre_process is None:
