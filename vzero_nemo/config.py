@@ -139,8 +139,9 @@ class GRPOConfig:
     """Decision advantages: group z-score (True) or mean-only (False, as Dr. GRPO)."""
     rae_alpha: float = 0.95
     """EMA factor of the Role-Advantage Estimation baselines (paper 0.95; official code 0.9)."""
-    rae_subtract: Literal["updated", "previous"] = "updated"
-    """Subtract the just-updated baseline (paper) or the one from before this step (SPIRAL)."""
+    rae_subtract: Literal["updated", "previous", "none"] = "updated"
+    """Subtract the just-updated baseline (paper) or the one from before this step (SPIRAL);
+    `none` turns RAE off (advantage = raw clue reward; the baselines are still logged)."""
     clip_eps_low: float = 0.2
     """Lower PPO clip: ratios below 1 - eps_low are clipped."""
     clip_eps_high: float = 0.2
@@ -272,6 +273,10 @@ class CheckpointConfig:
     """`auto`: continue from the latest checkpoint in `dir` if one exists."""
     keep_last: int = 2
     """Checkpoints kept on disk (older ones are deleted after a successful save)."""
+    save_stage_switches: bool = False
+    """Also save the weights at every Iterative-SPO stage switch, to
+    `<dir>/stage_switches/iter_XXXXXXX_<from>_to_<to>` (kept; the clue-stage evaluation
+    judges each clue stage against the observer frozen at its start)."""
 
 
 @dataclass(kw_only=True, slots=True)

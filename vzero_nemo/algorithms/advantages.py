@@ -109,8 +109,8 @@ class RoleBaselines:
     def __post_init__(self) -> None:
         if not 0 <= self.alpha < 1:
             raise ValueError(f"RAE alpha={self.alpha} must be in [0, 1)")
-        if self.subtract not in ("updated", "previous"):
-            raise ValueError(f"rae_subtract={self.subtract!r}; use 'updated' or 'previous'")
+        if self.subtract not in ("updated", "previous", "none"):
+            raise ValueError(f"rae_subtract={self.subtract!r}; use 'updated', 'previous' or 'none'")
 
     @classmethod
     def from_config(cls, grpo: GRPOConfig) -> RoleBaselines:
@@ -135,6 +135,8 @@ class RoleBaselines:
         """The value subtracted from `role`'s rewards this step (per `subtract`)."""
         if role not in RAE_ROLES:
             raise ValueError(f"role={role!r}; RAE baselines exist for {RAE_ROLES}")
+        if self.subtract == "none":  # RAE off (ablation): the raw reward is the advantage
+            return 0.0
         if self.subtract == "previous":
             return self.previous_spy if role == "spy" else self.previous_civilian
         return self.spy if role == "spy" else self.civilian

@@ -21,6 +21,7 @@ import torch
 from vzero_nemo.config import VZeroConfig
 from vzero_nemo.parallel.groups import all_reduce_max, destroy_parallel
 from vzero_nemo.training import checkpoint as ckpt
+from vzero_nemo.training import engine
 from vzero_nemo.training.data_source import GameSource
 from vzero_nemo.training.metrics_log import MetricsLogger, new_run_id
 from vzero_nemo.training.setup import build_stack
@@ -105,6 +106,22 @@ def setup_trainer(cfg: VZeroConfig) -> Trainer:
     return tr
 
 
+def stage_switch_dir(ckpt_dir: str | Path, iteration: int, before: str, after: str) -> Path:
+    return Path(ckpt_dir) / "stage_switches" / f"iter_{iteration:07d}_{before}_to_{after}"
+
+
+def save_stage_switch(tr: Trainer, stage: str, next_stage: str) -> None:
+    """Weights at the end of a stage (collective), when the controller switches."""
+    if next_stage == stage:
+        return
+    assert tr.cfg.checkpoint.dir is not None
+    path = stage_switch_dir(tr.cfg.checkpoint.dir, tr.state.iteration, stage, next_stage)
+    if path.exists():  # a resumed run repeating the iteration saved before
+        return
+    with engine.compat_scope():
+        ckpt.save_weights(path, tr.policy)
+
+
 def _progress(tr: Trainer):
     if not (tr.par.is_main and tr.cfg.logging.progress_bar):
         return None
@@ -137,6 +154,8 @@ def _train(cfg: VZeroConfig) -> Trainer:
     try:
         while tr.state.iteration < cfg.train.iterations:
             result = run_iteration(tr)
+            if cfg.checkpoint.save_stage_switches:
+                save_stage_switch(tr, result.metrics["stage"], result.metrics["next_stage"])
             assert tr.logger is not None
             tr.logger.log(result.metrics)
             slowest_s = max(slowest_s, result.metrics["time/iteration_s"])

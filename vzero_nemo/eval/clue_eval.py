@@ -1,0 +1,165 @@
+"""What the clue stage changed, judged by a FROZEN observer: held-out games whose clues come
+from one policy and whose votes come from another, fixed one.
+
+    python -m vzero_nemo.eval.clue_eval --recipe tiny_cpu --observer W0 \\
+        --clues before=W0 --clues after=W1 --out runs/tiny_cpu/clue_eval.json [key=value ...]
+
+A clue stage trains the clues against the current observer; the observer's own accuracy then
+mixes two effects (better clues and a changed observer). Holding the observer fixed isolates
+the clues: `W0` is the policy as it entered the clue stage (the main job passes the weights the
+trainer saved at the decision -> clue switch, `checkpoint.save_stage_switches`), `W1` the
+policy as it left it. Every `--clues` policy plays the same `eval.games` held-out games with
+the same spy seats and the same sampling seed.
+
+Per role (spy / civilian), over every clue turn of CLEVR games (denominator `clues`):
+- `contradicts_rate`: the clue contradicts the civilians' (original) image, so it gives the
+  speaker away (scripted check against the scene graph);
+- `grounded_rate`: the clue names an object (colour + shape) of the speaker's OWN image;
+- `repeat_rate`: the clue repeats an earlier player's clue of the same game word for word;
+and for the frozen observer (denominator `votes`): `vote_accuracy` (votes naming the spy),
+`decision_accuracy` (per game) and `na_rate`. Counts are written next to each rate.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from vzero_nemo.config import VZeroConfig
+from vzero_nemo.game.policies import contradicts_original
+from vzero_nemo.training.rollout import GamePair, Rollout, play_games
+
+ROLES = ("spy", "civilian")
+
+
+def _normalise(clue: str) -> str:
+    return " ".join(clue.lower().replace(".", " ").split())
+
+
+def _grounded(clue: str, scene: dict[str, Any]) -> bool:
+    words = clue.lower().split()
+    return any(o["color"] in words and o["shape"] in words for o in scene["objects"])
+
+
+def clue_counts(rollout: Rollout, pairs: list[GamePair]) -> dict[str, dict[str, int]]:
+    """Per-role counts over every clue turn of the CLEVR games of `rollout`."""
+    counts = {r: {"clues": 0, "contradicts": 0, "grounded": 0, "repeats": 0} for r in ROLES}
+    for g in range(rollout.env.num_games):
+        truth = pairs[g].truth
+        if truth.domain != "clevr":
+            continue
+        said: list[str] = []
+        for clue in rollout.env.transcript(g)["clues"]:
+            role = "spy" if clue["role"] == "spy" else "civilian"
+            c = counts[role]
+            c["clues"] += 1
+            text = clue["clue"]
+            if text is None:  # unparseable: counts in the denominator only
+                continue
+            own = truth.modified if role == "spy" else truth.original
+            c["contradicts"] += contradicts_original(text, truth)
+            c["grounded"] += _grounded(text, own)
+            c["repeats"] += _normalise(text) in said
+            said.append(_normalise(text))
+    return counts
+
+
+def observer_counts(rollout: Rollout) -> dict[str, int]:
+    m = rollout.env.metrics()
+    keys = ("games", "decision_credit", "votes", "votes_spy", "votes_na")
+    return {k: int(round(m[f"count/{k}"])) for k in keys}
+
+
+def summarise(clues: dict[str, dict[str, int]], votes: dict[str, int]) -> dict[str, float]:
+    out: dict[str, float] = {}
+    for role, c in clues.items():
+        n = max(c["clues"], 1)
+        out[f"{role}/clues"] = float(c["clues"])
+        out[f"{role}/contradicts_rate"] = c["contradicts"] / n
+        out[f"{role}/grounded_rate"] = c["grounded"] / n
+        out[f"{role}/repeat_rate"] = c["repeats"] / n
+    out["observer/votes"] = float(votes["votes"])
+    out["observer/vote_accuracy"] = votes["votes_spy"] / max(votes["votes"], 1)
+    out["observer/na_rate"] = votes["votes_na"] / max(votes["votes"], 1)
+    out["observer/games"] = float(votes["games"])
+    out["observer/decision_accuracy"] = votes["decision_credit"] / max(votes["games"], 1)
+    return out
+
+
+def evaluate_clues(clue_model, observer, tokenizer, cfg: VZeroConfig, pairs, seed: int) -> dict:
+    """Play `pairs` with `clue_model`'s clues and `observer`'s votes; per-role metrics."""
+    generator = torch.Generator().manual_seed(seed)
+    rollout = play_games(
+        clue_model, pairs, cfg, tokenizer, seed=seed, generator=generator, vote_model=observer
+    )
+    return {
+        "metrics": summarise(clue_counts(rollout, pairs), observer_counts(rollout)),
+        "transcripts": [rollout.env.transcript(g) for g in range(min(2, len(pairs)))],
+    }
+
+
+def _labelled(text: str) -> tuple[str, str]:
+    label, sep, path = text.partition("=")
+    if not sep or not label or not path:
+        raise ValueError(f"--clues {text!r} must look like LABEL=WEIGHTS_DIR")
+    return label, path
+
+
+def main(argv: list[str] | None = None) -> int:
+    from vzero_nemo.cli import add_config_arguments, config_from_argv, fail
+    from vzero_nemo.training import checkpoint as ckpt
+    from vzero_nemo.training import engine
+    from vzero_nemo.training.data_source import GameSource
+    from vzero_nemo.training.setup import build_chunks, build_stack
+
+    parser = argparse.ArgumentParser(prog="python -m vzero_nemo.eval.clue_eval")
+    add_config_arguments(parser, default_recipe="tiny_cpu")
+    parser.add_argument("--observer", required=True, help="weights of the frozen observer")
+    parser.add_argument("--clues", action="append", required=True, help="LABEL=WEIGHTS_DIR")
+    parser.add_argument("--out", required=True)
+    args, cfg = config_from_argv(parser, argv)
+    try:
+        clue_weights = [_labelled(text) for text in args.clues]
+    except ValueError as err:
+        fail(str(err))
+    for path in [args.observer, *(p for _, p in clue_weights)]:
+        if not Path(path).is_dir():
+            fail(f"weights directory {path!r} does not exist")
+    if cfg.data.path is None:
+        fail("data.path is not set; pass data.path=DIR (a shard directory with a val split)")
+    stack = build_stack(cfg, with_reference=False)
+    observer = build_chunks(cfg, stack.tokenizer)
+    with engine.compat_scope():
+        ckpt.load_weights(args.observer, observer)
+    seed = cfg.eval.seed
+    pairs = GameSource(
+        cfg.data.val_path or cfg.data.path, dp_rank=0, dp_size=1, seed=seed, split="val",
+        num_epochs=None, shuffle=False,
+    ).next_pairs(cfg.eval.games)  # fmt: skip
+    results = []
+    for label, path in clue_weights:
+        with engine.compat_scope():
+            ckpt.load_weights(path, stack.policy)
+        result = evaluate_clues(stack.policy, observer, stack.tokenizer, cfg, pairs, seed)
+        results.append({"label": label, "clues": path, "observer": args.observer, **result})
+        m = result["metrics"]
+        print(
+            f"[clue_eval] {label}: spy/civilian clues contradicting "
+            f"{m['spy/contradicts_rate']:.3f}/{m['civilian/contradicts_rate']:.3f}, grounded "
+            f"{m['spy/grounded_rate']:.3f}/{m['civilian/grounded_rate']:.3f}, repeated "
+            f"{m['spy/repeat_rate']:.3f}/{m['civilian/repeat_rate']:.3f}; frozen observer "
+            f"vote accuracy {m['observer/vote_accuracy']:.3f} ({int(m['observer/votes'])} votes)"
+        )
+    if stack.par.is_main:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text(json.dumps(results, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
