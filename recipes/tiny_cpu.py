@@ -15,6 +15,14 @@ Differences from the paper's run shape, and why:
 - lr 1e-4 and mean-only decision advantages (std_normalize=false): with 4 players N/A's -0.5
   equals a random vote's expected reward, and z-scored groups with no correct vote drove the
   model onto N/A; mean-only advantages resist that collapse.
+- Iterative-SPO thresholds the tiny model can reach. The paper's 0.9 accuracy / 0.4 error are
+  set for a 7B model with 4 players; the tiny observer starts at chance (0.25) and reaches
+  about 0.45-0.5 in 40 iterations, so under the paper's thresholds it never leaves the
+  decision stage and the clue stage, RAE and the switching never train. Here the observer
+  hands over at a smoothed accuracy of 0.40 (decision -> clue) and takes back over at 0.38
+  or less (clue -> decision, error >= 0.62), after at least 5 iterations in a stage; the
+  EMA uses rho 0.8 with bias correction so that it follows a 40-iteration run (rho 0.95 from
+  0 lags by ~20 iterations). The weights at each switch are kept for the clue evaluation.
 """
 
 from __future__ import annotations
@@ -42,6 +50,11 @@ def tiny_cpu() -> VZeroConfig:
     cfg.train.lr = 1e-4
     cfg.train.micro_batch_size = 32
     cfg.train.steps_per_iteration = 8
+    cfg.spo.to_clue_accuracy = 0.40
+    cfg.spo.to_decision_error = 0.62
+    cfg.spo.ema_rho = 0.8
+    cfg.spo.bias_correction = True
+    cfg.checkpoint.save_stage_switches = True
     cfg.checkpoint.save_interval = 5
     cfg.logging.wandb_mode = "offline"
     # Pre-training of the tiny model (main job step 2): 1000 steps of 32 examples, ~620 s.

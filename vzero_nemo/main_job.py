@@ -15,7 +15,11 @@ output already exists so an interrupted job continues where it stopped):
    with the model's own clues and with scripted oracle clues (the observer alone);
 4. `python -m vzero_nemo.train --recipe tiny_cpu`: Iterative-SPO self-play from the
    pre-trained weights (the frozen reference is the same pre-trained model);
-5. the same evaluation of the final policy, then `python -m vzero_nemo.eval.report`.
+5. the same evaluation of the final policy;
+6. `python -m vzero_nemo.eval.clue_eval` for the first two clue stages: the clues of the
+   policy entering and leaving the stage, judged by the observer frozen as it entered (the
+   weights saved at the decision -> clue switch), so the clue stage's own effect shows;
+7. `python -m vzero_nemo.eval.report`.
 Outputs go to `runs/<recipe>/` (report.html, report.json, metrics.jsonl, checkpoints).
 """
 
@@ -47,6 +51,23 @@ def data_command(out: Path, num_pairs: int, seed: int, workers: int) -> list[str
         "--pairs-per-shard", "50", "--val-fraction", "0.2", "--workers", str(workers),
         "--no-progress",
     ]  # fmt: skip
+
+
+def clue_stages(ckpt_dir: Path, final: Path) -> list[tuple[Path, Path]]:
+    """(weights entering, weights leaving) of every clue stage of a run, from the weights the
+    trainer saved at each switch (`checkpoint.save_stage_switches`); a clue stage still
+    running at the end leaves with the final weights."""
+    switches = sorted((ckpt_dir / "stage_switches").glob("iter_*"))
+    stages, start = [], None
+    for path in switches:
+        if path.name.endswith("_decision_to_clue"):
+            start = path
+        elif path.name.endswith("_clue_to_decision") and start is not None:
+            stages.append((start, path))
+            start = None
+    if start is not None:
+        stages.append((start, final))
+    return stages
 
 
 def run(step: str, cmd: list[str]) -> float:
@@ -106,6 +127,13 @@ def main(argv: list[str] | None = None) -> int:
         times[f"eval_after{suffix}"] = run(f"eval after{suffix}", [
             *evaluate, "--weights", str(run_dir / "checkpoints" / latest / "dist"),
             "--out", str(run_dir / f"eval_after{suffix}.json"), *common, *extra,
+        ])  # fmt: skip
+    final = run_dir / "checkpoints" / latest / "dist"
+    for k, (start, end) in enumerate(clue_stages(run_dir / "checkpoints", final)[:2]):
+        times[f"clue_eval_{k + 1}"] = run(f"clue stage {k + 1} against its frozen observer", [
+            py, "-m", "vzero_nemo.eval.clue_eval", "--recipe", recipe, "--observer", str(start),
+            "--clues", f"before={start}", "--clues", f"after={end}",
+            "--out", str(run_dir / f"clue_eval_{k + 1}.json"), *common,
         ])  # fmt: skip
     run("report", [py, "-m", "vzero_nemo.eval.report", "--run", str(run_dir)])
     times["total"] = time.monotonic() - start

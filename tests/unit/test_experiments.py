@@ -1,0 +1,56 @@
+"""Ablation bookkeeping: the table's mean and spread, the figure, clue stages from switches."""
+
+from __future__ import annotations
+
+import pytest
+
+from vzero_nemo.experiments.ablate import ROWS, main
+from vzero_nemo.experiments.table import mean_spread, write_table
+from vzero_nemo.main_job import clue_stages
+
+pytestmark = pytest.mark.unit
+
+
+def _result(row: str, seed: int, acc: float) -> dict:
+    own = {
+        "decision_accuracy": acc, "clue/spy_contradicts_original_rate": 0.5,
+        "clue/civilian_contradicts_original_rate": 0.1, "na_rate": 0.0,
+    }  # fmt: skip
+    return {"row": row, "seed": seed, "switches": 2, "clue_iterations": 10, "train_s": 100.0,
+            "eval": {"own": own, "oracle": {**own, "decision_accuracy": acc + 0.1}}}  # fmt: skip
+
+
+def test_table_reports_mean_and_half_range_per_row(tmp_path):
+    results = [_result("iterative", 0, 0.40), _result("iterative", 1, 0.50),
+               _result("rae_off", 0, 0.30), _result("rae_off", 1, 0.30)]  # fmt: skip
+    before = {"own": {**_result("x", 0, 0.25)["eval"]["own"], "games": 128.0,
+                      "chance_accuracy": 0.25}, "oracle": _result("x", 0, 0.25)["eval"]["oracle"]}  # fmt: skip
+    write_table(results, before, tmp_path, "python -m vzero_nemo.experiments.ablate ...")
+    text = (tmp_path / "ablation.md").read_text()
+    assert "| iterative | 0.450 ± 0.050 | 0.550 ± 0.050 |" in text
+    assert "| rae_off | 0.300 ± 0.000 |" in text
+    assert "128" in text and "seeds [0, 1]" in text
+    assert (tmp_path / "ablation.png").stat().st_size > 1000
+    assert mean_spread([1.0, 2.0, 4.0]) == (pytest.approx(7 / 3), 1.5)
+
+
+def test_ablate_rejects_unknown_rows_before_any_work(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--pretrained", str(tmp_path), "--out", str(tmp_path / "o"), "--rows", "nope"])
+    assert exit_info.value.code == 2
+    assert "unknown ['nope']" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()
+    assert {"iterative", "decision_only", "clue_only", "alternate", "rae_off"} <= set(ROWS)
+
+
+def test_clue_stages_pair_each_entry_with_its_exit(tmp_path):
+    switches = tmp_path / "stage_switches"
+    for name in ("iter_0000006_decision_to_clue", "iter_0000011_clue_to_decision",
+                 "iter_0000017_decision_to_clue"):  # fmt: skip
+        (switches / name).mkdir(parents=True)
+    final = tmp_path / "final"
+    assert clue_stages(tmp_path, final) == [
+        (switches / "iter_0000006_decision_to_clue", switches / "iter_0000011_clue_to_decision"),
+        (switches / "iter_0000017_decision_to_clue", final),
+    ]
+    assert clue_stages(tmp_path / "none", final) == []

@@ -1,0 +1,1 @@
+"""Experiment drivers: ablations over runs from one shared starting point."""
