@@ -19,7 +19,7 @@ resumed run repeats the uninterrupted run exactly.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -50,7 +50,10 @@ def iteration_seed(base_seed: int, iteration: int, dp_rank: int) -> int:
 
 @dataclass(slots=True)
 class TrainerState:
-    """Everything besides weights and optimizer that a resumed run needs."""
+    """Everything besides weights, optimizer, LR schedule and data position that a resumed
+    run needs. `state_dict()` / `load_state_dict()` cover every field generically (a field
+    with its own `state_dict` delegates to it), so a new field is saved and restored without
+    touching them; `load_state_dict` rejects a dict whose keys differ from the fields."""
 
     iteration: int = 0
     """Completed iterations."""
@@ -60,18 +63,26 @@ class TrainerState:
     nonfinite_in_a_row: int = 0
     skipped_steps: int = 0
 
-    def to_dict(self, data_states: list[dict], scheduler_state: dict) -> dict[str, Any]:
-        assert self.controller is not None
-        return {
-            "iteration": self.iteration,
-            "baselines": self.baselines.state_dict(),
-            "controller": self.controller.state_dict(),
-            "run_id": self.run_id,
-            "nonfinite_in_a_row": self.nonfinite_in_a_row,
-            "skipped_steps": self.skipped_steps,
-            "data": data_states,
-            "scheduler": scheduler_state,
-        }
+    def state_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            out[f.name] = value.state_dict() if hasattr(value, "state_dict") else value
+        return out
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        expected = {f.name for f in fields(self)}
+        if set(state) != expected:
+            raise ValueError(
+                f"trainer state keys {sorted(state)} != expected {sorted(expected)}; the "
+                "checkpoint comes from another version of the trainer"
+            )
+        for name in expected:
+            current = getattr(self, name)
+            if hasattr(current, "load_state_dict"):
+                current.load_state_dict(state[name])
+            else:
+                setattr(self, name, type(current)(state[name]))
 
 
 @dataclass(slots=True)
@@ -371,7 +382,7 @@ def save(tr: Trainer) -> Path:
     from vzero_nemo.parallel.groups import all_gather_objects
 
     data_states = all_gather_objects(tr.source.state_dict(), group="dp")
-    state = tr.state.to_dict(data_states, tr.scheduler.state_dict())
+    state = {**tr.state.state_dict(), "data": data_states, "scheduler": tr.scheduler.state_dict()}
     with engine.compat_scope():
         path = ckpt.save_checkpoint(
             tr.cfg.checkpoint.dir,
@@ -400,12 +411,7 @@ def resume(tr: Trainer, path: Path) -> list[str]:
     tr.scheduler.load_state_dict(state["scheduler"])
     tr.source.load_state_dict(state["data"][tr.par.dp_rank])
     assert tr.state.controller is not None
-    tr.state.iteration = int(state["iteration"])
-    tr.state.baselines.load_state_dict(state["baselines"])
-    tr.state.controller.load_state_dict(state["controller"])
-    tr.state.run_id = state["run_id"]
-    tr.state.nonfinite_in_a_row = int(state["nonfinite_in_a_row"])
-    tr.state.skipped_steps = int(state["skipped_steps"])
+    tr.state.load_state_dict({k: v for k, v in state.items() if k not in ("data", "scheduler")})
     return resharded
 
 
