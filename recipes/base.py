@@ -1,4 +1,5 @@
-"""The shared base every recipe starts from: the paper's run shape (DESIGN.md section 1).
+"""The shared base every recipe starts from: the paper's run shape (docs/architecture.md,
+"The method, with our defaults").
 
 4 players (3 civilians + 1 spy), 2 clue rounds, observer votes sampled 8 times (the GRPO
 group), beta = lambda = 0.1, KL tau = 0.04, eps = 0.2, AdamW lr 1e-5 cosine with 10% warmup,
