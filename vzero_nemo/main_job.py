@@ -70,6 +70,19 @@ def clue_stages(ckpt_dir: Path, final: Path) -> list[tuple[Path, Path]]:
     return stages
 
 
+def evaluate_clue_stages(run_dir: Path, latest: str, recipe: str, common: list[str]) -> dict:
+    """`vzero_nemo.eval.clue_eval` of the first two clue stages; returns their times."""
+    times = {}
+    final = run_dir / "checkpoints" / latest / "dist"
+    for k, (start, end) in enumerate(clue_stages(run_dir / "checkpoints", final)[:2]):
+        times[f"clue_eval_{k + 1}"] = run(f"clue stage {k + 1} against its frozen observer", [
+            sys.executable, "-m", "vzero_nemo.eval.clue_eval", "--recipe", recipe,
+            "--observer", str(start), "--clues", f"before={start}", "--clues", f"after={end}",
+            "--out", str(run_dir / f"clue_eval_{k + 1}.json"), *common,
+        ])  # fmt: skip
+    return times
+
+
 def run(step: str, cmd: list[str]) -> float:
     print(f"\n[main] {step}: {' '.join(cmd)}", flush=True)
     start = time.monotonic()
@@ -128,13 +141,7 @@ def main(argv: list[str] | None = None) -> int:
             *evaluate, "--weights", str(run_dir / "checkpoints" / latest / "dist"),
             "--out", str(run_dir / f"eval_after{suffix}.json"), *common, *extra,
         ])  # fmt: skip
-    final = run_dir / "checkpoints" / latest / "dist"
-    for k, (start, end) in enumerate(clue_stages(run_dir / "checkpoints", final)[:2]):
-        times[f"clue_eval_{k + 1}"] = run(f"clue stage {k + 1} against its frozen observer", [
-            py, "-m", "vzero_nemo.eval.clue_eval", "--recipe", recipe, "--observer", str(start),
-            "--clues", f"before={start}", "--clues", f"after={end}",
-            "--out", str(run_dir / f"clue_eval_{k + 1}.json"), *common,
-        ])  # fmt: skip
+    times.update(evaluate_clue_stages(run_dir, latest, recipe, common))
     run("report", [py, "-m", "vzero_nemo.eval.report", "--run", str(run_dir)])
     times["total"] = time.monotonic() - start
     (run_dir / "main_job_times.json").write_text(json.dumps(times, indent=1))

@@ -132,6 +132,23 @@ def _init_process_group(backend: str, timeout_s: float) -> None:
     dist.init_process_group(backend, store=dist.HashStore(), rank=0, world_size=1, timeout=timeout)
 
 
+def _join_world(parallel: ParallelConfig, backend: str, timeout_s: float) -> tuple[int, int]:
+    """Reuse a matching process group or start one; returns (world size, DP size)."""
+    if dist.is_initialized():
+        if dist.get_backend() != backend:
+            raise ValueError(
+                f"the running process group uses {dist.get_backend()}, not parallel.backend="
+                f"{parallel.backend} ({backend}); destroy it or set parallel.backend to match"
+            )
+        world_size = dist.get_world_size()
+        return world_size, _check_layout(parallel, world_size)
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    dp = _check_layout(parallel, world_size)
+    _init_process_group(backend, timeout_s)
+    assert dist.get_world_size() == world_size, (dist.get_world_size(), world_size)
+    return world_size, dp
+
+
 def initialize_parallel(
     parallel: ParallelConfig, seed: int, *, timeout_s: float = 1800.0
 ) -> ParallelState:
@@ -155,19 +172,7 @@ def initialize_parallel(
         torch.cuda.set_device(local_rank)
     device = torch.device("cuda", local_rank) if backend == "nccl" else torch.device("cpu")
 
-    if dist.is_initialized():
-        if dist.get_backend() != backend:
-            raise ValueError(
-                f"the running process group uses {dist.get_backend()}, not parallel.backend="
-                f"{parallel.backend} ({backend}); destroy it or set parallel.backend to match"
-            )
-        world_size = dist.get_world_size()
-        dp = _check_layout(parallel, world_size)
-    else:
-        world_size = int(os.environ.get("WORLD_SIZE", "1"))
-        dp = _check_layout(parallel, world_size)
-        _init_process_group(backend, timeout_s)
-        assert dist.get_world_size() == world_size, (dist.get_world_size(), world_size)
+    world_size, dp = _join_world(parallel, backend, timeout_s)
     mpu.initialize_model_parallel(
         tensor_model_parallel_size=parallel.tensor_model_parallel_size,
         pipeline_model_parallel_size=parallel.pipeline_model_parallel_size,
