@@ -14,7 +14,8 @@ and scripted oracle clues), all on the same `eval.games` games. Rows:
     clue_only       clue stage only (RAE on clues; the votes never train)
     alternate       switch every iteration (`spo.schedule=alternate`, the official code)
     rae_off         Iterative-SPO, clue advantages = raw rewards (`grpo.rae_subtract=none`)
-    rae_0.9 / rae_0.95 / rae_0.99   Iterative-SPO with that RAE EMA factor
+    rae_0.9 / rae_0.95 / rae_0.99   Iterative-SPO with that RAE EMA factor (the default
+                    rows leave out the one equal to the recipe's, which `iterative` already is)
 
 Resumable: a finished run (its `result.json`) is skipped and an interrupted training run
 resumes from its checkpoint, so rerunning the same command continues where it stopped. Writes
@@ -44,6 +45,11 @@ ROWS: dict[str, list[str]] = {
     "rae_0.99": ["grpo.rae_alpha=0.99"],
 }
 QUIET = ["logging.wandb_mode=disabled", "logging.progress_bar=false"]
+
+
+def default_rows(recipe_alpha: float) -> list[str]:
+    """Every row but the RAE-alpha row that repeats the recipe's own alpha."""
+    return [row for row in ROWS if row != f"rae_{recipe_alpha:g}"]
 
 
 def run(cmd: list[str], log: Path) -> None:
@@ -109,9 +115,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--iterations", type=int, default=40)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
-    parser.add_argument("--rows", default=",".join(ROWS), help=f"subset of {','.join(ROWS)}")
-    args, _ = config_from_argv(parser, argv)  # checks the recipe and every override first
-    rows = args.rows.split(",")
+    parser.add_argument("--rows", default=None, help=f"subset of {','.join(ROWS)}")
+    args, cfg = config_from_argv(parser, argv)  # checks the recipe and every override first
+    rows = args.rows.split(",") if args.rows else default_rows(cfg.grpo.rae_alpha)
     unknown = [r for r in rows if r not in ROWS]
     if unknown:
         fail(f"--rows: unknown {unknown}; choose from {list(ROWS)}")
