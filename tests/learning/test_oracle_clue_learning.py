@@ -40,16 +40,24 @@ def _evaluate(weights, data, out, games: int) -> dict:
     return json.loads(out.read_text())["metrics"]
 
 
-@pytest.mark.timeout(2700)  # ~17 minutes on 2 cores: pre-training is most of it
-def test_decision_grpo_with_oracle_clues_lifts_observer_accuracy(tmp_path):
-    data, pretrained, run = tmp_path / "data", tmp_path / "pretrained", tmp_path / "run"
-    # The main job's data set and seeds: the pre-training is the main job's.
+@pytest.fixture(scope="module")
+def pretrained(tmp_path_factory):
+    """The main job's data set and pre-training (same seeds), shared by the tier's tests."""
+    root = tmp_path_factory.mktemp("learning")
+    data, weights = root / "data", root / "pretrained"
     _run(data_command(data, num_pairs=1200, seed=0, workers=2), 600)
     _run([
         sys.executable, "-m", "vzero_nemo.training.pretrain", "--recipe", "tiny_cpu",
-        "--out", str(pretrained), f"pretrain.steps={PRETRAIN_STEPS}", "pretrain.eval_pairs=32",
+        "--out", str(weights), f"pretrain.steps={PRETRAIN_STEPS}", "pretrain.eval_pairs=32",
         f"data.path={data}",
     ], 1800)  # fmt: skip
+    return data, weights
+
+
+@pytest.mark.timeout(2700)  # ~17 minutes on 2 cores: pre-training is most of it
+def test_decision_grpo_with_oracle_clues_lifts_observer_accuracy(pretrained, tmp_path):
+    data, pretrained = pretrained
+    run = tmp_path / "run"
     before = _evaluate(pretrained, data, tmp_path / "before.json", EVAL_GAMES)
     _run([
         sys.executable, "-m", "vzero_nemo.train", "--recipe", "tiny_cpu",

@@ -18,7 +18,9 @@ and scripted oracle clues), all on the same `eval.games` games. Rows:
                     rows leave out the one equal to the recipe's, which `iterative` already is)
 
 Resumable: a finished run (its `result.json`) is skipped and an interrupted training run
-resumes from its checkpoint, so rerunning the same command continues where it stopped. Writes
+resumes from its checkpoint, so rerunning the same command continues where it stopped.
+Several commands with disjoint `--rows` may share one `--out` (e.g. one per core);
+`--report-only` then writes the table of everything finished. Writes
 `<out>/ablation.md` (mean and spread over seeds per row, with the number of games) and
 `<out>/ablation.png`. Extra `key=value` overrides reach every run and evaluation.
 """
@@ -116,6 +118,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--iterations", type=int, default=40)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     parser.add_argument("--rows", default=None, help=f"subset of {','.join(ROWS)}")
+    parser.add_argument(
+        "--report-only", action="store_true",
+        help="write the table and figure from the runs finished so far, run nothing",
+    )  # fmt: skip
     args, cfg = config_from_argv(parser, argv)  # checks the recipe and every override first
     rows = args.rows.split(",") if args.rows else default_rows(cfg.grpo.rae_alpha)
     unknown = [r for r in rows if r not in ROWS]
@@ -130,8 +136,14 @@ def main(argv: list[str] | None = None) -> int:
     results = []
     for row in rows:
         for seed in args.seeds:
+            done = args.out / row / f"seed{seed}" / "result.json"
+            if args.report_only:
+                results += [json.loads(done.read_text())] if done.exists() else []
+                continue
             print(f"[ablate] {row} seed {seed}", flush=True)
             results.append(train_and_evaluate(row, seed, args, args.overrides))
+    if not results:
+        fail(f"no finished runs under {args.out}")
     command = "python -m vzero_nemo.experiments.ablate " + " ".join(argv or sys.argv[1:])
     write_table(results, before, args.out, command)
     print(f"[ablate] wrote {args.out / 'ablation.md'} and {args.out / 'ablation.png'}")
