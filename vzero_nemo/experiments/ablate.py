@@ -16,6 +16,8 @@ and scripted oracle clues), all on the same `eval.games` games. Rows:
     rae_off         Iterative-SPO, clue advantages = raw rewards (`grpo.rae_subtract=none`)
     rae_0.9 / rae_0.95 / rae_0.99   Iterative-SPO with that RAE EMA factor (the default
                     rows leave out the one equal to the recipe's, which `iterative` already is)
+    clue_reward_x10 Iterative-SPO with the clue rewards' beta = lambda = 1.0 (paper 0.1): the
+                    clue stage's signal ten times larger next to the fixed KL penalty
 
 Resumable: a finished run (its `result.json`) is skipped and an interrupted training run
 resumes from its checkpoint, so rerunning the same command continues where it stopped.
@@ -45,6 +47,7 @@ ROWS: dict[str, list[str]] = {
     "rae_0.9": ["grpo.rae_alpha=0.9"],
     "rae_0.95": ["grpo.rae_alpha=0.95"],
     "rae_0.99": ["grpo.rae_alpha=0.99"],
+    "clue_reward_x10": ["grpo.beta=1.0", "grpo.lam=1.0"],
 }
 QUIET = ["logging.wandb_mode=disabled", "logging.progress_bar=false"]
 
