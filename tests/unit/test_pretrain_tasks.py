@@ -11,6 +11,7 @@ from PIL import Image
 
 from data_prep.clevr.generate import generate_pair
 from recipes import get_recipe
+from vzero_nemo.data.pairs import GamePair
 from vzero_nemo.game.policies import clevr_contradicts
 from vzero_nemo.training.pretrain import (
     TASKS,
@@ -19,7 +20,6 @@ from vzero_nemo.training.pretrain import (
     make_example,
     most_like,
 )
-from vzero_nemo.training.rollout import GamePair
 
 pytestmark = pytest.mark.unit
 

@@ -31,8 +31,9 @@ from typing import Any
 import torch
 
 from vzero_nemo.config import VZeroConfig
+from vzero_nemo.data.pairs import GamePair
 from vzero_nemo.game.policies import contradicts_original
-from vzero_nemo.training.rollout import GamePair, Rollout, play_games
+from vzero_nemo.training.rollout import Rollout, play_games
 
 ROLES = ("spy", "civilian")
 

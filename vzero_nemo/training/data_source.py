@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from vzero_nemo.data.pairs import GamePair
 from vzero_nemo.data.reader import PairReader
-from vzero_nemo.training.rollout import GamePair
 
 
 class GameSource:

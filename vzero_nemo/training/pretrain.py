@@ -48,6 +48,7 @@ from pathlib import Path
 import torch
 
 from vzero_nemo.config import PRETRAIN_TASKS, VZeroConfig
+from vzero_nemo.data.pairs import GamePair
 from vzero_nemo.data.schema import CLEVR_COLORS, CLEVR_SHAPES
 from vzero_nemo.game.policies import clevr_contradicts, describe_object
 from vzero_nemo.game.prompts import PromptBuilder, messages
@@ -56,7 +57,6 @@ from vzero_nemo.models.chat import render_chat
 from vzero_nemo.training import checkpoint as ckpt
 from vzero_nemo.training import engine
 from vzero_nemo.training.batching import MicroBatch, TrainSequence, make_micro_batches
-from vzero_nemo.training.rollout import GamePair
 
 TASKS = PRETRAIN_TASKS
 # Sampling weights: the caption is the densest visual supervision, so it gets half the batch.

@@ -14,12 +14,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-import numpy as np
 import torch
-from PIL import Image
 
 from vzero_nemo.config import ModelConfig, VZeroConfig
-from vzero_nemo.data.schema import Truth
+from vzero_nemo.data.pairs import GamePair
 from vzero_nemo.game.env import GameBatch, TrainingSample
 from vzero_nemo.game.policies import make_policy
 from vzero_nemo.generation.generate import generate
@@ -28,27 +26,6 @@ from vzero_nemo.models.batch import collate_prompts
 from vzero_nemo.models.chat import PromptInputs, render_chat
 from vzero_nemo.models.tokenizer import VLTokenizer
 from vzero_nemo.training.batching import TrainSequence
-
-
-@dataclass(frozen=True, slots=True)
-class GamePair:
-    """One image pair ready to play: decoded RGB images + ground truth."""
-
-    key: str
-    original: Image.Image
-    modified: Image.Image
-    truth: Truth
-
-    def image(self, name: str) -> Image.Image:
-        if name == "original":
-            return self.original
-        if name == "modified":
-            return self.modified
-        if name == "blank":
-            return Image.fromarray(
-                np.zeros((self.original.height, self.original.width, 3), dtype=np.uint8)
-            )
-        raise ValueError(f"unknown image name {name!r}; expected original, modified or blank")
 
 
 @dataclass(slots=True)
