@@ -10,8 +10,10 @@ One iteration (`run_iteration`):
     -> controller.update (Iterative-SPO decides the next stage)
 
 Both stages are rolled out every iteration (clue rewards need votes); only the active stage's
-samples get gradients. The RAE baselines are updated every iteration from the global clue
-rewards, so they track the current reward level when the clue stage becomes active.
+samples get gradients (clue stages also train the votes with spo.clue_stage_trains_votes). The
+RAE baselines are updated every iteration (or once per game slot, grpo.rae_update=game) from
+the global clue rewards, so they track the current reward level when the clue stage becomes
+active.
 Per-iteration seeds (spy seats, sampling) derive from (train.seed, iteration, DP rank), so a
 resumed run repeats the uninterrupted run exactly.
 """
@@ -34,6 +36,7 @@ from vzero_nemo.algorithms.advantages import (
 from vzero_nemo.algorithms.losses import policy_loss
 from vzero_nemo.algorithms.spo import StageController
 from vzero_nemo.config import VZeroConfig
+from vzero_nemo.game.env import TrainingSample
 from vzero_nemo.parallel.groups import ParallelState, all_reduce_max, all_reduce_sum
 from vzero_nemo.training import checkpoint as ckpt
 from vzero_nemo.training import engine
@@ -155,7 +158,7 @@ def reduce_game_metrics(env_metrics: dict[str, float]) -> dict[str, float]:
     }
 
 
-def _clue_advantages(tr: Trainer, rollout: Rollout, clue: list) -> list[float]:
+def _clue_advantages(tr: Trainer, rollout: Rollout, clue: list[TrainingSample]) -> list[float]:
     """RAE advantages r - b(role) of the clue samples `clue` (one EMA step per iteration, or
     one per game slot with `grpo.rae_update=game`); every rank takes the same steps."""
     rewards = torch.tensor([s.reward for s in clue], dtype=torch.float64)
