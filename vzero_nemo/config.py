@@ -364,7 +364,8 @@ class VZeroConfig:
 
 # `paper` (our defaults) and `official_code` give every point where the two readings differ;
 # `official_code` also pins what the official game cannot change (one spy, observer votes,
-# N/A allowed, 2 clue rounds). docs/official_code.md cites the official line behind each.
+# N/A allowed, 2 clue rounds, one optimizer step per batch of games).
+# docs/official_code.md cites the official line behind each.
 PRESET_FIELDS: dict[str, dict[str, Any]] = {
     "paper": {
         "game.answer_format": "think_answer",
@@ -397,6 +398,7 @@ PRESET_FIELDS: dict[str, dict[str, Any]] = {
         "spo.start_stage": "decision",
         "spo.cycle_length": 1,
         "spo.clue_stage_trains_votes": True,
+        "train.steps_per_iteration": 1,
     },
 }
 
