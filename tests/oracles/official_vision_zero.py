@@ -164,52 +164,68 @@ def group_normalize(rewards: list[float], eps: float = 1e-8) -> list[float]:
     return normalized.tolist()
 
 
-def _as_float32(value: float) -> float:
-    # G L708-716: torch.tensor(python float) is float32; accelerator.reduce(mean) then .item().
-    return torch.tensor(value, dtype=torch.float32).item()
+def _reduce_mean_float32(values: list[float]) -> float:
+    # G L708-716: torch.tensor(python float) is float32 on every GPU;
+    # accelerator.reduce(..., reduction="mean") then .item().
+    return torch.tensor(values, dtype=torch.float32).mean().item()
 
 
 @dataclass
 class OfficialRewardPath:
-    """The generator's role baselines (G L30-31) and one game's rewards, as one DP rank of
-    the official trainer computes them (accelerator.reduce over one process is the value)."""
+    """The generator's role baselines (G L30-31) and the rewards of one micro-step: one game
+    on each GPU (T L972-976), the role means reduced over the GPUs."""
 
     b_spy: float = 0.0
     b_civ: float = 0.0
     history: list[tuple[float, float]] = field(default_factory=list)
 
-    def role_adjust(self, rewards: list[float], spy_player: int) -> list[float]:
-        """G L686-750, `apply_unified_role_advantage_adjustment`: one EMA step, then r - b."""
-        spy_reward = rewards[spy_player - 1]  # G L702
-        civilian_rewards = [rewards[i] for i in range(len(rewards)) if i != spy_player - 1]
-        civilian_avg = sum(civilian_rewards) / len(civilian_rewards)  # G L704
-        global_spy, global_civ = _as_float32(spy_reward), _as_float32(civilian_avg)
+    def role_adjust(self, rewards_by_gpu: list[list[float]], spies: list[int]) -> list[list[float]]:
+        """G L686-750, `apply_unified_role_advantage_adjustment` on every GPU at once: one
+        EMA step from the means over GPUs, then r - b with the updated baselines."""
+        spy_rewards, civilian_avgs = [], []
+        for rewards, spy_player in zip(rewards_by_gpu, spies):
+            spy_rewards.append(rewards[spy_player - 1])  # G L702
+            civilian = [rewards[i] for i in range(len(rewards)) if i != spy_player - 1]
+            civilian_avgs.append(sum(civilian) / len(civilian))  # G L703-704
+        global_spy = _reduce_mean_float32(spy_rewards)
+        global_civ = _reduce_mean_float32(civilian_avgs)
         self.b_spy = ALPHA * self.b_spy + (1 - ALPHA) * global_spy  # G L720 -> L765
         self.b_civ = ALPHA * self.b_civ + (1 - ALPHA) * global_civ  # G L766
         self.history.append((self.b_spy, self.b_civ))
         return [  # G L733-742 (the just-updated baselines)
-            r - (self.b_spy if i + 1 == spy_player else self.b_civ) for i, r in enumerate(rewards)
+            [r - (self.b_spy if i + 1 == spy else self.b_civ) for i, r in enumerate(rewards)]
+            for rewards, spy in zip(rewards_by_gpu, spies)
         ]
+
+    def play_micro_step(self, games: list[tuple[int, int, int, list[str]]]) -> list[dict]:
+        """One game per GPU, each (spy_player, num_players, num_rounds, god_completions):
+        G L2168-2430 per game, then T L1956-1975 (clue rewards not normalised, decision
+        rewards group-normalised) and T L2423-2424 (advantages = float32 rewards). Clue
+        advantages are listed round by round, players in seat order (G L1888-1891)."""
+        votes = [[extract_vote(c) for c in game[3]] for game in games]  # G L2237
+        raw = [strategic_clue_rewards(v, g[0], g[1]) for v, g in zip(votes, games)]
+        adjusted = self.role_adjust(raw, [g[0] for g in games])  # G L1715
+        out = []
+        for (spy, n, rounds, texts), game_votes, r, adj in zip(games, votes, raw, adjusted):
+            clue = [adj[p] for _ in range(rounds) for p in range(n)]
+            decision = [decision_reward(c, v, spy) for c, v in zip(texts, game_votes)]
+            out.append(
+                {
+                    "votes": game_votes,
+                    "format_ok": [format_ok(c) for c in texts],
+                    "clue_raw": r,
+                    "clue_advantages": torch.tensor(clue, dtype=torch.float32).tolist(),
+                    "decision_rewards": decision,
+                    "decision_advantages": group_normalize(decision),
+                }
+            )
+        return out
 
     def play_game(
         self, spy_player: int, num_players: int, num_rounds: int, god_completions: list[str]
     ) -> dict[str, Any]:
-        """G L2168-2430 for one game, then T L1956-1975 (clue rewards not normalised,
-        decision rewards group-normalised) and T L2423-2424 (advantages = float32 rewards).
-        Clue advantages are listed round by round, players in seat order (G L1888-1891)."""
-        votes = [extract_vote(c) for c in god_completions]  # G L2237
-        raw = strategic_clue_rewards(votes, spy_player, num_players)
-        adjusted = self.role_adjust(raw, spy_player)  # G L1715
-        clue = [adjusted[p] for _ in range(num_rounds) for p in range(num_players)]
-        decision = [decision_reward(c, v, spy_player) for c, v in zip(god_completions, votes)]
-        return {
-            "votes": votes,
-            "format_ok": [format_ok(c) for c in god_completions],
-            "clue_raw": raw,
-            "clue_advantages": torch.tensor(clue, dtype=torch.float32).tolist(),
-            "decision_rewards": decision,
-            "decision_advantages": group_normalize(decision),
-        }
+        """One GPU's micro-step: `play_micro_step` with a single game."""
+        return self.play_micro_step([(spy_player, num_players, num_rounds, god_completions)])[0]
 
 
 def phase_of_step(global_step: int, cycle_length: int) -> str:

@@ -17,18 +17,12 @@ import random
 from collections import Counter
 
 import pytest
-import torch
 
 from tests.oracles import official_vision_zero as official
-from tests.oracles.messy_texts import messy_clue, messy_vote
-from vzero_nemo.config import ParallelConfig, VZeroConfig
-from vzero_nemo.game.env import GameBatch
+from tests.oracles.harness import make_trainer, play
+from vzero_nemo.config import ParallelConfig
 from vzero_nemo.game.parsing import parse_vote
-from vzero_nemo.game.synthetic import random_truths
-from vzero_nemo.models.chat import PromptInputs
-from vzero_nemo.training.batching import TrainSequence
-from vzero_nemo.training.rollout import Rollout
-from vzero_nemo.training.trainer import Trainer, assign_advantages, new_state
+from vzero_nemo.training.trainer import Trainer, assign_advantages
 
 pytestmark = pytest.mark.unit
 ITERATIONS, GAMES_PER_ITERATION = 250, 8  # 2000 games
@@ -45,40 +39,6 @@ def one_process():
     initialize_parallel(ParallelConfig(backend="gloo"), seed=0)
     yield get_parallel_state()
     destroy_parallel()
-
-
-def make_trainer(par, *overrides: str) -> Trainer:
-    cfg = VZeroConfig().apply_overrides(
-        [f"data.games_per_iteration={GAMES_PER_ITERATION}", *overrides]
-    )
-    cfg.finalize(1)
-    return Trainer(
-        cfg=cfg,
-        par=par,
-        tokenizer=None,
-        policy=[],
-        reference=[],
-        optimizer=None,
-        scheduler=None,
-        source=None,
-        state=new_state(cfg, "differential"),
-    )
-
-
-def play(cfg, seed: int, rng: random.Random) -> tuple[GameBatch, Rollout, dict[str, str]]:
-    """One batch of games with messy clue and vote texts, wrapped as the trainer's Rollout."""
-    truths = random_truths("clevr", GAMES_PER_ITERATION, seed)
-    env = GameBatch(truths, cfg.game, seed, grpo=cfg.grpo)
-    completions: dict[str, str] = {}
-    while not env.done:
-        make = messy_clue if env.stage == "clue" else messy_vote
-        turn = {r.request_id: make(rng) for r in env.pending_requests()}
-        env.submit(turn)
-        completions.update(turn)
-    prompt = PromptInputs(torch.zeros(1, dtype=torch.long), torch.zeros(1, 1), torch.ones(3))
-    samples = env.training_samples()
-    sequences = {s.request_id: TrainSequence(prompt, [0], [0.0]) for s in samples}
-    return env, Rollout(env, samples, sequences, 0, completions), completions
 
 
 def official_vote_as_ours(info, num_players: int):
@@ -121,7 +81,7 @@ def run_differential(tr: Trainer, iterations: int, seed: int) -> tuple[Counter, 
             tr.cfg.game, num_players=rng.randint(3, 6), num_votes=rng.randint(2, 8)
         )
         tr.cfg.game = game_cfg
-        env, rollout, completions = play(tr.cfg, seed=1000 + it, rng=rng)
+        env, rollout, completions = play(tr.cfg, GAMES_PER_ITERATION, seed=1000 + it, rng=rng)
         stage = tr.state.controller.stage
         phase = official.phase_of_step(it, cycle_length=1)  # the official run script's
         bad["stage"] += stage != phase
@@ -146,7 +106,7 @@ def run_differential(tr: Trainer, iterations: int, seed: int) -> tuple[Counter, 
 
 
 def test_official_code_preset_matches_the_official_reward_path(one_process):
-    tr = make_trainer(one_process, "preset=official_code")
+    tr = make_trainer(one_process, GAMES_PER_ITERATION, "preset=official_code")
     bad, games, votes, strict_differs = run_differential(tr, ITERATIONS, seed=2025)
     counts = ", ".join(f"{c}={bad[c]}" for c in COMPONENTS)
     print(f"\ndifferential: {games} games, {votes} votes, mismatches: {counts}")
@@ -172,14 +132,14 @@ def test_official_code_preset_matches_the_official_reward_path(one_process):
 def test_each_official_setting_is_needed(one_process, override, component):
     # Setting one field back to our default breaks agreement where it should: the
     # comparison can fail, and each named setting carries one part of the official path.
-    tr = make_trainer(one_process, "preset=official_code", override)
+    tr = make_trainer(one_process, GAMES_PER_ITERATION, "preset=official_code", override)
     bad, *_ = run_differential(tr, 25, seed=7)
     assert bad[component] > 0, dict(bad)
 
 
 def test_paper_defaults_train_clue_turns_only_and_step_rae_once_per_iteration(one_process):
-    tr = make_trainer(one_process)
-    env, rollout, _ = play(tr.cfg, seed=5, rng=random.Random(5))
+    tr = make_trainer(one_process, GAMES_PER_ITERATION)
+    env, rollout, _ = play(tr.cfg, GAMES_PER_ITERATION, seed=5, rng=random.Random(5))
     trained = assign_advantages(tr, rollout, "clue")
     assert {s.meta["stage"] for s in trained} == {"clue"}
     assert len(trained) == GAMES_PER_ITERATION * 4 * 2  # every clue turn, no vote
@@ -189,12 +149,12 @@ def test_paper_defaults_train_clue_turns_only_and_step_rae_once_per_iteration(on
 
 
 def test_each_official_setting_works_alone(one_process):
-    tr = make_trainer(one_process, "grpo.rae_update=game")
-    _, rollout, _ = play(tr.cfg, seed=6, rng=random.Random(6))
+    tr = make_trainer(one_process, GAMES_PER_ITERATION, "grpo.rae_update=game")
+    _, rollout, _ = play(tr.cfg, GAMES_PER_ITERATION, seed=6, rng=random.Random(6))
     assert {s.meta["stage"] for s in assign_advantages(tr, rollout, "clue")} == {"clue"}
     assert tr.state.baselines.num_updates == GAMES_PER_ITERATION
-    tr = make_trainer(one_process, "spo.clue_stage_trains_votes=true")
-    _, rollout, _ = play(tr.cfg, seed=6, rng=random.Random(6))
+    tr = make_trainer(one_process, GAMES_PER_ITERATION, "spo.clue_stage_trains_votes=true")
+    _, rollout, _ = play(tr.cfg, GAMES_PER_ITERATION, seed=6, rng=random.Random(6))
     trained = assign_advantages(tr, rollout, "clue")
     assert Counter(s.meta["stage"] for s in trained) == {
         "clue": GAMES_PER_ITERATION * 8,

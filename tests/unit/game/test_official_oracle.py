@@ -36,10 +36,14 @@ def test_clue_rewards_and_role_baselines_by_hand():
     expected.append(expected[1])
     assert raw == pytest.approx(expected) and sum(raw) == pytest.approx(0)
     path = official.OfficialRewardPath()
-    adjusted = path.role_adjust(raw, spy_player=3)
+    (adjusted,) = path.role_adjust([raw], spies=[3])
     # b_spy = 0.1 * r_spy, b_civ = 0.1 * mean(civilians) (float32-rounded inputs).
     assert path.b_spy == pytest.approx(0.1 * raw[2], rel=1e-6)
     assert adjusted[2] == pytest.approx(0.9 * raw[2], rel=1e-6)
+    # Two GPUs: the EMA step takes the mean over GPUs of each game's role means.
+    two = official.OfficialRewardPath()
+    two.role_adjust([raw, [-r for r in raw]], spies=[3, 3])
+    assert (two.b_spy, two.b_civ) == pytest.approx((0.0, 0.0), abs=1e-9)
 
 
 def test_group_normalisation_and_schedule_by_hand():
