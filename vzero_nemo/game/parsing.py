@@ -261,13 +261,13 @@ def _strict_vote(answer: str | None, num_players: int, allow_na: bool) -> Vote:
     text = _normalize_vote_text(answer)
     if text in _NA_WORDS:
         return NA if allow_na else None
-    numbers = set(_NUMBER.findall(text))
+    # Whole numbers by value ("02" and "2" name the same player); signed or decimal as text.
+    numbers = {int(n) if n.isdigit() else n for n in _NUMBER.findall(text)}
     if len(numbers) != 1 or _HEDGE.search(text):
         return None  # no player, several players, or a hedge ("not 2", "2 or N/A")
-    (number,) = numbers
-    if not number.isdigit():
+    (player,) = numbers
+    if not isinstance(player, int):
         return None  # signed or decimal: not a player number
-    player = int(number)
     return player - 1 if 1 <= player <= num_players else None
 
 
@@ -278,6 +278,7 @@ def vote_from_answer(
     answer_parser: AnswerParser = "strict",
 ) -> Vote:
     """Map an answer slot to a 0-based seat, "N/A" or None (invalid); see module docstring."""
+    _check_choices(answer_parser, FORMAT_FLAGS[0])
     if answer_parser == "official":
         return official.official_vote(answer, num_players, allow_na)
     return _strict_vote(answer, num_players, allow_na)

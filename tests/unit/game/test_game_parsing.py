@@ -58,6 +58,7 @@ pytestmark = pytest.mark.unit
         ("<answer>1-4</answer>", None),
         ("<answer>2.5</answer>", None),
         ("<answer>02</answer>", 1),
+        ("<answer>Player 02 (seat 2)</answer>", 1),
         ("<answer>The spy is Player 7</answer>", None),  # out of range
         ("<answer>N/A.</answer>", NA),
         ("<answer>None</answer>", NA),
