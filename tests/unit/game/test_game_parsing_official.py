@@ -111,10 +111,13 @@ def test_bad_choices_are_refused():
 def test_official_parsing_is_linear_time(make):
     def cost(n: int) -> float:
         text = make(n)
-        start = time.perf_counter()
-        parse_vote(text, 4, answer_format="boxed", **OFFICIAL)
-        parse_clue(text, "boxed", **OFFICIAL)
-        return time.perf_counter() - start
+        best = float("inf")
+        for _ in range(3):  # best of 3: the machine may be shared
+            start = time.perf_counter()
+            parse_vote(text, 4, answer_format="boxed", **OFFICIAL)
+            parse_clue(text, "boxed", **OFFICIAL)
+            best = min(best, time.perf_counter() - start)
+        return best
 
     small, big = cost(200_000), cost(800_000)
     assert big < 2.0, f"{big:.2f}s for 800k characters"
