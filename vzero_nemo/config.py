@@ -101,7 +101,17 @@ class GameConfig:
     spy_image: Literal["modified", "blank"] = "modified"
     """What the spy sees: the edited image (default) or a blank image."""
     answer_format: Literal["think_answer", "boxed"] = "think_answer"
-    """Format the prompts ask for. Parsing accepts both `<answer>` and `\\boxed{}`."""
+    """Format the prompts ask for: `<think>..</think><answer>..</answer>` (default) or free
+    reasoning then `\\boxed{}` (official code). Parsing accepts both."""
+    answer_parser: Literal["strict", "official"] = "strict"
+    """How the answer slot and the vote are read. `strict`: the last answer slot; a vote names
+    exactly one player ("2", "Player 2", "The spy is Player 2"), a hedge such as "2 or 3" is
+    invalid. `official` (official code): the first `\\boxed{}`, the first digit 1-9 in it
+    (so "2 or 3" votes 2), a JSON `{"spy": k}` fallback. See docs/official_code.md."""
+    format_flag: Literal["strict", "official"] = "strict"
+    """When a completion counts as well-formatted. `strict`: exactly the layout the prompt asks
+    for, with a non-empty answer. `official` (official code): more than 10 characters of
+    reasoning (tagged or not) and a non-empty answer."""
     allow_na: bool = True
     """Whether voters may answer N/A."""
     prompt_style: Literal["full", "compact"] = "full"
@@ -137,11 +147,19 @@ class GRPOConfig:
     """Decision reward: paper Eq. 4 (+1 / -0.5 / -1) or the official code's format shaping."""
     std_normalize: bool = True
     """Decision advantages: group z-score (True) or mean-only (False, as Dr. GRPO)."""
+    group_std: Literal["sample", "population"] = "sample"
+    """Standard deviation of the z-score: `sample` (Bessel-corrected, as TRL and verl) or
+    `population` (divide by n, official code): advantages sqrt(n / (n - 1)) larger."""
     rae_alpha: float = 0.95
     """EMA factor of the Role-Advantage Estimation baselines (paper 0.95; official code 0.9)."""
     rae_subtract: Literal["updated", "previous", "none"] = "updated"
     """Subtract the just-updated baseline (paper) or the one from before this step (SPIRAL);
     `none` turns RAE off (advantage = raw clue reward; the baselines are still logged)."""
+    rae_update: Literal["iteration", "game"] = "iteration"
+    """RAE cadence. `iteration`: one EMA step per iteration from the role means over every
+    clue sample of the global batch. `game` (official code: one step per game, i.e. per
+    micro-step): the k-th game of every DP rank forms one step, from the mean over ranks of
+    each game's spy reward and civilian-average reward; `games_per_iteration / DP` steps."""
     clip_eps_low: float = 0.2
     """Lower PPO clip: ratios below 1 - eps_low are clipped."""
     clip_eps_high: float = 0.2
@@ -159,8 +177,15 @@ class GRPOConfig:
 @dataclass(kw_only=True, slots=True)
 class SPOConfig:
     schedule: Literal["iterative", "alternate"] = "iterative"
-    """`iterative`: Iterative-SPO thresholds (paper). `alternate`: switch every iteration
-    (official code)."""
+    """`iterative`: Iterative-SPO thresholds (paper). `alternate`: switch every
+    `cycle_length` iterations (official code)."""
+    cycle_length: int = 1
+    """`alternate` only: iterations per stage before switching (official
+    `interactive_cycle_length`: default 10, its run script 1)."""
+    clue_stage_trains_votes: bool = False
+    """Whether clue-stage iterations also train the observer's vote samples (official code:
+    its interactive phase trains every sample of a clue step). Off: the clue stage trains
+    only the clue turns (paper)."""
     start_stage: Stage = "decision"
     """Stage trained first."""
     to_clue_accuracy: float = 0.9
@@ -337,18 +362,43 @@ class VZeroConfig:
 
 # ---------------------------------------------------------------------- presets
 
+# `paper` (our defaults) and `official_code` give every point where the two readings differ;
+# `official_code` also pins what the official game cannot change (one spy, observer votes,
+# N/A allowed, 2 clue rounds, one optimizer step per batch of games).
+# docs/official_code.md cites the official line behind each.
 PRESET_FIELDS: dict[str, dict[str, Any]] = {
     "paper": {
+        "game.answer_format": "think_answer",
+        "game.answer_parser": "strict",
+        "game.format_flag": "strict",
         "grpo.decision_reward": "paper",
+        "grpo.group_std": "sample",
         "grpo.rae_alpha": 0.95,
+        "grpo.rae_update": "iteration",
         "grpo.loss_aggregation": "global_token",
         "spo.schedule": "iterative",
+        "spo.clue_stage_trains_votes": False,
     },
     "official_code": {
+        "game.answer_format": "boxed",
+        "game.answer_parser": "official",
+        "game.format_flag": "official",
+        "game.num_clue_rounds": 2,
+        "game.num_spies": 1,
+        "game.vote_mode": "observer",
+        "game.allow_na": True,
         "grpo.decision_reward": "official_code",
+        "grpo.std_normalize": True,
+        "grpo.group_std": "population",
         "grpo.rae_alpha": 0.9,
+        "grpo.rae_subtract": "updated",
+        "grpo.rae_update": "game",
         "grpo.loss_aggregation": "sequence_mean",
         "spo.schedule": "alternate",
+        "spo.start_stage": "decision",
+        "spo.cycle_length": 1,
+        "spo.clue_stage_trains_votes": True,
+        "train.steps_per_iteration": 1,
     },
 }
 
@@ -601,6 +651,7 @@ def finalize(cfg: VZeroConfig, world_size: int = 1) -> None:
     s = cfg.spo
     _require(0 <= s.ema_rho < 1, f"spo.ema_rho={s.ema_rho} must be in [0, 1)")
     _require(s.min_dwell >= 1, f"spo.min_dwell={s.min_dwell} must be >= 1")
+    _require(s.cycle_length >= 1, f"spo.cycle_length={s.cycle_length} must be >= 1")
 
     d = cfg.data
     _require(

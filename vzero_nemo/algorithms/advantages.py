@@ -6,13 +6,17 @@ trainer passes all ranks' clue rewards, or their global means, to `RoleBaselines
 
 Decision stage (GRPO, Shao et al. 2024; Vision-Zero Sec. 3.3): A_i = (r_i - mean_g) /
 (std_g + 1e-8) over the samples of group g, std being the unbiased (Bessel) sample standard
-deviation as in TRL and verl; A = 0 for every sample of a group whose rewards are all equal
-(including groups of one), so floating-point noise in the mean never becomes a signal.
+deviation as in TRL and verl (`group_std="sample"`) or the population one (`"population"`,
+divide by n: the official code); A = 0 for every sample of a group whose rewards are all
+equal (including groups of one), so floating-point noise in the mean never becomes a signal.
 `std_normalize=False` gives r_i - mean_g (Dr. GRPO, Liu et al. 2025).
 
 Clue stage (Vision-Zero Eq. 2-3, RAE): per-role EMA baselines b_spy, b_civ start at 0;
 each step b <- alpha * b + (1 - alpha) * mean(r_role); A = r - b(role), with b the updated
 baseline (`rae_subtract=updated`, paper) or the one from before this step (`previous`, SPIRAL).
+A step is one iteration (`rae_update=iteration`) or one game (`game`, the official code:
+`game_role_means` gives each game's spy and civilian-average reward, `update_per_game` takes
+one step per game and returns the baselines each game subtracts).
 """
 
 from __future__ import annotations
@@ -40,10 +44,14 @@ def group_advantages(
     group_index_N: torch.Tensor,
     *,
     std_normalize: bool = True,
+    group_std: str = "sample",
     eps: float = 1e-8,
 ) -> torch.Tensor:
     """Group-relative advantages [N] (see module docstring); computed in float64, returned in
-    the dtype of rewards_N. group_index_N: int64 [N], any non-negative ids."""
+    the dtype of rewards_N. group_index_N: int64 [N], any non-negative ids. group_std:
+    `sample` (n - 1) or `population` (n)."""
+    if group_std not in ("sample", "population"):
+        raise ValueError(f"grpo.group_std={group_std!r}; use sample or population")
     if rewards_N.dim() != 1 or group_index_N.shape != rewards_N.shape:
         raise ValueError(
             f"rewards_N {tuple(rewards_N.shape)} and group_index_N "
@@ -69,7 +77,8 @@ def group_advantages(
     constant = (gmax == gmin)[idx]
     if std_normalize:
         sq = torch.zeros(num_groups, dtype=torch.float64).index_add_(0, idx, dev * dev)
-        std = (sq / (counts - 1).clamp(min=1)).sqrt()
+        dof = counts - 1 if group_std == "sample" else counts
+        std = (sq / dof.clamp(min=1)).sqrt()
         adv = dev / (std[idx] + eps)
     else:
         adv = dev
@@ -131,6 +140,18 @@ class RoleBaselines:
         self.num_updates += 1
         return self
 
+    def update_per_game(self, role_means_G2: torch.Tensor) -> torch.Tensor:
+        """One EMA step per game, in order, from role_means_G2[k] = (spy, civilian) mean
+        reward of game k (`game_role_means`, averaged over DP ranks by the caller). Returns
+        [G, 2] float64: the (spy, civilian) baselines game k's samples subtract."""
+        if role_means_G2.dim() != 2 or role_means_G2.shape[1] != 2:
+            raise ValueError(f"role_means_G2 {tuple(role_means_G2.shape)} must be [G, 2]")
+        out = torch.empty(role_means_G2.shape, dtype=torch.float64)
+        for k, (spy_mean, civ_mean) in enumerate(role_means_G2.double().tolist()):
+            self.update(spy_mean, civ_mean)
+            out[k, 0], out[k, 1] = self.baseline("spy"), self.baseline("civilian")
+        return out
+
     def baseline(self, role: str) -> float:
         """The value subtracted from `role`'s rewards this step (per `subtract`)."""
         if role not in RAE_ROLES:
@@ -167,3 +188,25 @@ class RoleBaselines:
         restored = RoleBaselines(**state)  # validates alpha and subtract
         for key in expected:
             setattr(self, key, getattr(restored, key))
+
+
+def game_role_means(
+    rewards_N: torch.Tensor, is_spy_N: torch.Tensor, game_N: torch.Tensor, num_games: int
+) -> torch.Tensor:
+    """[num_games, 2] float64: the mean clue reward of game k's spy samples and of its
+    civilian samples (each seat's reward repeats over its clue turns, so this is the spy's
+    reward and the civilians' average, as the official code's per-game RAE step takes)."""
+    if not (rewards_N.shape == is_spy_N.shape == game_N.shape) or rewards_N.dim() != 1:
+        raise ValueError(
+            f"rewards_N {tuple(rewards_N.shape)}, is_spy_N {tuple(is_spy_N.shape)} and game_N "
+            f"{tuple(game_N.shape)} must be 1-D of the same length"
+        )
+    slot = game_N.long() * 2 + (~is_spy_N.bool()).long()  # column 0 spy, 1 civilian
+    sums = torch.zeros(2 * num_games, dtype=torch.float64)
+    sums.index_add_(0, slot, rewards_N.double())
+    counts = torch.zeros(2 * num_games, dtype=torch.float64)
+    counts.index_add_(0, slot, torch.ones_like(rewards_N, dtype=torch.float64))
+    if bool((counts == 0).any()):
+        empty = sorted({int(i) // 2 for i in torch.nonzero(counts == 0).flatten()})
+        raise ValueError(f"games {empty[:5]} lack a spy or civilian clue sample; RAE per game")
+    return (sums / counts).view(num_games, 2)

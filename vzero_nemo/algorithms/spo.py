@@ -15,8 +15,11 @@ With acc = 1 every iteration and no bias correction the smoothed accuracy is 1 -
 first reaches 0.9 at t = 45: the first switch is returned by the 45th update. With bias
 correction it is 1 from the start and the switch comes at t = K_min = 5.
 
-`schedule=alternate` (official code) switches on every update; the EMAs are still tracked
-for logging. The state (stage, EMAs, counters) checkpoints as a plain dict.
+`schedule=alternate` (official code) switches after every `cycle_length` updates: iteration t
+(0-based) trains the start stage when (t // cycle_length) is even, as the official
+`interactive` phase of step t is decision when t % (2 * cycle_length) < cycle_length. The
+EMAs are still tracked for logging. The state (stage, EMAs, counters) checkpoints as a plain
+dict.
 """
 
 from __future__ import annotations
@@ -40,6 +43,8 @@ class StageController:
             raise ValueError(f"spo.ema_rho={cfg.ema_rho} must be in [0, 1)")
         if cfg.min_dwell < 1:
             raise ValueError(f"spo.min_dwell={cfg.min_dwell} must be >= 1")
+        if cfg.cycle_length < 1:
+            raise ValueError(f"spo.cycle_length={cfg.cycle_length} must be >= 1")
         self.cfg = cfg
         self.stage: Stage = cfg.start_stage
         self.dwell = 0
@@ -82,7 +87,7 @@ class StageController:
     def _should_switch(self) -> bool:
         cfg = self.cfg
         if cfg.schedule == "alternate":
-            return True
+            return self.dwell >= cfg.cycle_length
         if self.dwell < cfg.min_dwell:
             return False
         acc, na = self.accuracy, self.na_rate

@@ -285,7 +285,9 @@ class GameBatch:
         fmt = self._prompts.clue_format
         for req in pending:
             text = completions[req.request_id]
-            clue, parsed = parse_clue(text, fmt)
+            clue, parsed = parse_clue(
+                text, fmt, answer_parser=self.cfg.answer_parser, format_flag=self.cfg.format_flag
+            )
             g, seat = req.game_index, req.seat
             self._clue_records[g].append(
                 _ClueRecord(
@@ -301,7 +303,14 @@ class GameBatch:
         cfg = self.cfg
         for req in pending:
             text = completions[req.request_id]
-            vote, parsed = parse_vote(text, cfg.num_players, cfg.allow_na, cfg.answer_format)
+            vote, parsed = parse_vote(
+                text,
+                cfg.num_players,
+                cfg.allow_na,
+                cfg.answer_format,
+                answer_parser=cfg.answer_parser,
+                format_flag=cfg.format_flag,
+            )
             self._vote_records[req.game_index].append(
                 _VoteRecord(req.request_id, req.seat, req.role, text, vote, parsed.format_ok)
             )

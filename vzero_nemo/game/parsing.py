@@ -1,6 +1,9 @@
 """Parsing of model completions into clues and votes. Never raises on any model text.
 
-A completion is free text. Its *answer slot* is, in order of preference:
+Two readings, chosen by `game.answer_parser` and `game.format_flag`: `strict` (ours, default,
+this module) and `official` (the official code's, `vzero_nemo.game.parsing_official`).
+
+A completion is free text. Its strict *answer slot* is, in order of preference:
 
 1. the content of the LAST complete `<answer>...</answer>` pair (tags matched
    case-insensitively; a `\\boxed{X}` inside the slot is unwrapped to `X`);
@@ -10,19 +13,22 @@ A completion is free text. Its *answer slot* is, in order of preference:
 Its *reasoning* is the content of the first `<think>...</think>` block, or, without one, the
 text before the answer slot. Reasoning is what a seat later sees of its own earlier turns.
 
-`format_ok` says whether the completion follows the format the prompt asked for exactly:
-`think_answer`: `<think>R</think>` then `<answer>A</answer>` and nothing else (whitespace
-aside), one of each; `answer` (compact prompts that ask for the answer alone):
-`<answer>A</answer>` and nothing else; `boxed`: exactly one balanced `\\boxed{}` and no
-`<answer>` tag.
+Strict `format_ok` says whether the completion follows the format the prompt asked for
+exactly, with a non-empty answer: `think_answer`: `<think>R</think>` then `<answer>A</answer>`
+and nothing else (whitespace aside), one of each; `answer` (compact prompts that ask for the
+answer alone): `<answer>A</answer>` and nothing else; `boxed`: exactly one balanced `\\boxed{}`
+and no `<answer>` tag. An empty answer (`<answer></answer>`) never earns format credit.
 
 Everything here is linear in the text length: tags are found with `str.find`/`rfind`, braces
 are paired in one pass, and the only regexes run on short, bounded strings. Huge or hostile
 inputs (megabytes, unbalanced braces, thousands of tags) therefore parse in milliseconds.
 
-Votes name players 1..num_players in text ("3", "Player 3", "seat #3", "3.", "Player 3 is the
-spy"); `parse_vote` returns the 0-based seat, the string "N/A", or None (invalid: junk, an
-ambiguous answer such as "2 or 3", a number out of range, or N/A when N/A is not allowed).
+A strict vote names exactly one player 1..num_players: the answer holds exactly one number,
+a whole number in range ("3", "Player 3", "seat #3", "The spy is Player 3", `\\text{3}`), and
+no hedge ("not", "or", "either", "neither", "nor", "except", an N/A word). "N/A", "NA",
+"n.a." and "none" alone abstain. `parse_vote` returns the 0-based seat, the string "N/A", or
+None (invalid: junk, several players such as "2 or 3", a number out of range, signed or
+decimal numbers, or N/A when N/A is not allowed).
 """
 
 from __future__ import annotations
@@ -31,7 +37,13 @@ import re
 import string
 from typing import Literal, NamedTuple
 
+from vzero_nemo.game import parsing_official as official
+
 AnswerFormat = Literal["think_answer", "answer", "boxed"]
+AnswerParser = Literal["strict", "official"]
+FormatFlag = Literal["strict", "official"]
+ANSWER_PARSERS: tuple[str, ...] = ("strict", "official")
+FORMAT_FLAGS: tuple[str, ...] = ("strict", "official")
 Vote = int | Literal["N/A"] | None
 NA: Literal["N/A"] = "N/A"
 
@@ -49,14 +61,17 @@ _BOXED = "\\boxed{"
 _ASCII_LOWER = str.maketrans(string.ascii_uppercase, string.ascii_lowercase)
 _BRACE = re.compile(r"[{}]")
 _NA_WORDS = frozenset({"n/a", "na", "n.a.", "n.a", "none", "n / a"})
-_VOTE = re.compile(r"(?:player|seat)?\s*(?:no\.|number)?\s*#?\s*([0-9]{1,4})(?:\s+is\s+the\s+spy)?")
+# Numbers as written, sign and decimals included, so that "-1" and "2.5" are not players.
+_NUMBER = re.compile(r"-?[0-9]+(?:\.[0-9]+)?")
+_HEDGE = re.compile(r"\b(?:not|or|either|neither|nor|except|na|none)\b|n't\b|n/a|n\.a\b")
 _STRIP_CHARS = " \t\r\n.,;:!?*'\"`()[]"
 _WRAPPERS = ("\\text{", "\\mathrm{", "\\textbf{")
 
 
 class ParsedCompletion(NamedTuple):
     """answer: the answer slot's content (stripped) or None; reasoning: see module docstring;
-    format_ok: the completion follows the requested format exactly."""
+    format_ok: the completion is well formatted (`strict`: the requested layout exactly, with
+    a non-empty answer; `official`: see parsing_official)."""
 
     answer: str | None
     reasoning: str
@@ -121,53 +136,87 @@ def _think_answer_format_ok(low: str, a_open: int, a_close: int) -> bool:
     return all(low.count(tag) == 1 for tag in tags)
 
 
-def parse_completion(text: str, answer_format: AnswerFormat = "think_answer") -> ParsedCompletion:
-    """Split a completion into answer slot, reasoning and format flag (see module docstring)."""
-    if not isinstance(text, str):
-        raise TypeError(f"completion must be str, got {type(text).__name__}")
-    low = text.lower() if text.isascii() else text.translate(_ASCII_LOWER)
-    answer: str | None = None
-    slot_start = -1
-    a_open = a_close = -1
+class _Slot(NamedTuple):
+    """The strict answer slot: content (stripped) or None, where it starts in the text (-1
+    without a slot), and the `<answer>` / `</answer>` offsets (-1 when not a tag pair)."""
+
+    answer: str | None
+    start: int
+    a_open: int
+    a_close: int
+
+
+def _strict_slot(text: str, low: str) -> _Slot:
+    a_open = -1
     a_close = low.rfind(_ANSWER_CLOSE)
     if a_close >= 0:
         a_open = low.rfind(_ANSWER_OPEN, 0, a_close)
     if a_open >= 0:
-        slot_start = a_open
-        answer = _unwrap_boxed(text[a_open + len(_ANSWER_OPEN) : a_close])
-    else:
-        boxed = _last_boxed(text)
-        if boxed is not None:
-            slot_start, content_start, content_end = boxed
-            answer = text[content_start:content_end]
-    if answer is not None:
-        answer = answer.strip()
+        answer = _unwrap_boxed(text[a_open + len(_ANSWER_OPEN) : a_close]).strip()
+        return _Slot(answer, a_open, a_open, a_close)
+    boxed = _last_boxed(text)
+    if boxed is None:
+        return _Slot(None, -1, -1, -1)
+    start, content_start, content_end = boxed
+    return _Slot(text[content_start:content_end].strip(), start, -1, -1)
 
+
+def _strict_reasoning(text: str, low: str, slot_start: int) -> str:
     t_open = low.find(_THINK_OPEN)
     t_close = low.find(_THINK_CLOSE, t_open + 1) if t_open >= 0 else -1
     if t_open >= 0 and t_close >= 0:
-        reasoning = text[t_open + len(_THINK_OPEN) : t_close].strip()
-    elif slot_start >= 0:
-        reasoning = text[:slot_start].replace(_THINK_OPEN, "").strip()
-    else:
-        reasoning = text.strip()
+        return text[t_open + len(_THINK_OPEN) : t_close].strip()
+    if slot_start >= 0:
+        return text[:slot_start].replace(_THINK_OPEN, "").strip()
+    return text.strip()
 
+
+def _strict_format_ok(text: str, low: str, slot: _Slot, answer_format: AnswerFormat) -> bool:
+    """The requested layout exactly, with a non-empty answer (see module docstring)."""
+    if not slot.answer:
+        return False
+    a_open, a_close = slot.a_open, slot.a_close
     if answer_format == "think_answer":
-        format_ok = a_open >= 0 and _think_answer_format_ok(low, a_open, a_close)
-    elif answer_format == "answer":
-        format_ok = (
+        return a_open >= 0 and _think_answer_format_ok(low, a_open, a_close)
+    if answer_format == "answer":
+        return (
             a_open >= 0
             and not low[:a_open].strip()
             and not low[a_close + len(_ANSWER_CLOSE) :].strip()
             and low.count(_ANSWER_OPEN) == 1
         )
+    return a_open < 0 and _count_boxed(text) == 1 and low.find(_ANSWER_OPEN) < 0
+
+
+def _check_choices(answer_parser: str, format_flag: str) -> None:
+    if answer_parser not in ANSWER_PARSERS:
+        raise ValueError(f"game.answer_parser={answer_parser!r}; use one of {ANSWER_PARSERS}")
+    if format_flag not in FORMAT_FLAGS:
+        raise ValueError(f"game.format_flag={format_flag!r}; use one of {FORMAT_FLAGS}")
+
+
+def parse_completion(
+    text: str,
+    answer_format: AnswerFormat = "think_answer",
+    *,
+    answer_parser: AnswerParser = "strict",
+    format_flag: FormatFlag = "strict",
+) -> ParsedCompletion:
+    """Split a completion into answer slot, reasoning and format flag (see module docstring;
+    `official` choices: `vzero_nemo.game.parsing_official`)."""
+    if not isinstance(text, str):
+        raise TypeError(f"completion must be str, got {type(text).__name__}")
+    _check_choices(answer_parser, format_flag)
+    low = text.lower() if text.isascii() else text.translate(_ASCII_LOWER)
+    slot = _strict_slot(text, low)
+    if answer_parser == "strict":
+        answer, reasoning = slot.answer, _strict_reasoning(text, low, slot.start)
     else:
-        format_ok = (
-            a_open < 0
-            and answer is not None
-            and _count_boxed(text) == 1
-            and low.find(_ANSWER_OPEN) < 0
-        )
+        answer, reasoning = official.official_answer(text), official.official_reasoning(text)
+    if format_flag == "strict":
+        format_ok = _strict_format_ok(text, low, slot, answer_format)
+    else:
+        format_ok = official.official_format_ok(text)
     return ParsedCompletion(answer=answer, reasoning=reasoning, format_ok=format_ok)
 
 
@@ -185,10 +234,16 @@ def normalize_clue(answer: str | None) -> str | None:
 
 
 def parse_clue(
-    text: str, answer_format: AnswerFormat = "think_answer"
+    text: str,
+    answer_format: AnswerFormat = "think_answer",
+    *,
+    answer_parser: AnswerParser = "strict",
+    format_flag: FormatFlag = "strict",
 ) -> tuple[str | None, ParsedCompletion]:
     """(clue text or None if unparseable, the parsed completion)."""
-    parsed = parse_completion(text, answer_format)
+    parsed = parse_completion(
+        text, answer_format, answer_parser=answer_parser, format_flag=format_flag
+    )
     return normalize_clue(parsed.answer), parsed
 
 
@@ -200,20 +255,33 @@ def _normalize_vote_text(answer: str) -> str:
     return " ".join(text.split())
 
 
-def vote_from_answer(answer: str | None, num_players: int, allow_na: bool = True) -> Vote:
-    """Map an answer slot to a 0-based seat, "N/A" or None (invalid); see module docstring."""
+def _strict_vote(answer: str | None, num_players: int, allow_na: bool) -> Vote:
     if answer is None or len(answer) > MAX_VOTE_CHARS:
         return None
     text = _normalize_vote_text(answer)
     if text in _NA_WORDS:
         return NA if allow_na else None
-    m = _VOTE.fullmatch(text)
-    if m is None:
-        return None
-    player = int(m.group(1))
-    if not 1 <= player <= num_players:
-        return None
-    return player - 1
+    # Whole numbers by value ("02" and "2" name the same player); signed or decimal as text.
+    numbers = {int(n) if n.isdigit() else n for n in _NUMBER.findall(text)}
+    if len(numbers) != 1 or _HEDGE.search(text):
+        return None  # no player, several players, or a hedge ("not 2", "2 or N/A")
+    (player,) = numbers
+    if not isinstance(player, int):
+        return None  # signed or decimal: not a player number
+    return player - 1 if 1 <= player <= num_players else None
+
+
+def vote_from_answer(
+    answer: str | None,
+    num_players: int,
+    allow_na: bool = True,
+    answer_parser: AnswerParser = "strict",
+) -> Vote:
+    """Map an answer slot to a 0-based seat, "N/A" or None (invalid); see module docstring."""
+    _check_choices(answer_parser, FORMAT_FLAGS[0])
+    if answer_parser == "official":
+        return official.official_vote(answer, num_players, allow_na)
+    return _strict_vote(answer, num_players, allow_na)
 
 
 def parse_vote(
@@ -221,9 +289,14 @@ def parse_vote(
     num_players: int,
     allow_na: bool = True,
     answer_format: AnswerFormat = "think_answer",
+    *,
+    answer_parser: AnswerParser = "strict",
+    format_flag: FormatFlag = "strict",
 ) -> tuple[Vote, ParsedCompletion]:
     """(0-based seat | "N/A" | None for invalid, the parsed completion)."""
     if num_players < 1:
         raise ValueError(f"num_players={num_players} must be >= 1")
-    parsed = parse_completion(text, answer_format)
-    return vote_from_answer(parsed.answer, num_players, allow_na), parsed
+    parsed = parse_completion(
+        text, answer_format, answer_parser=answer_parser, format_flag=format_flag
+    )
+    return vote_from_answer(parsed.answer, num_players, allow_na, answer_parser), parsed

@@ -50,9 +50,12 @@ def _check_domain(domain: str) -> None:
         raise ValueError(f"unknown domain {domain!r}; expected one of {list(SPY_HINTS_FULL)}")
 
 
-def _format_full(answer_format: str, what: str) -> str:
-    if answer_format == "boxed":
-        return f"Think step by step, then give your final {what} inside \\boxed{{}}."
+def _format_full(answer_format: str, what: str, examples: str = "") -> str:
+    if answer_format == "boxed":  # the official code's wording
+        return (
+            "First, conduct your private step-by-step reasoning. Then, put your final "
+            f"{what} inside \\boxed{{}}.{examples}"
+        )
     return (
         "First think about it inside <think> </think> tags, then give your final "
         f"{what} inside <answer> </answer> tags: <think>...</think><answer>...</answer>."
@@ -156,9 +159,14 @@ class PromptBuilder:
                 for d in THINGS
             }
             na = " or N/A if you cannot tell" if cfg.allow_na else ""
+            examples = " Example answer: \\boxed{1}; \\boxed{2}" + (
+                "; \\boxed{N/A}." if cfg.allow_na else "."
+            )
             self._vote_tail = (
                 "\nCompare each clue with your image and decide which player is the spy. "
-                + _format_full(cfg.answer_format, f"answer (the spy's player number, 1-{n}{na})")
+                + _format_full(
+                    cfg.answer_format, f"answer (the spy's player number, 1-{n}{na})", examples
+                )
             )
 
     def clue_text(

@@ -44,6 +44,10 @@ def validate_game_config(cfg: GameConfig) -> None:
         raise ValueError(f"game.spy_image={cfg.spy_image!r}; use modified or blank")
     if cfg.answer_format not in ("think_answer", "boxed"):
         raise ValueError(f"game.answer_format={cfg.answer_format!r}; use think_answer or boxed")
+    if cfg.answer_parser not in ("strict", "official"):
+        raise ValueError(f"game.answer_parser={cfg.answer_parser!r}; use strict or official")
+    if cfg.format_flag not in ("strict", "official"):
+        raise ValueError(f"game.format_flag={cfg.format_flag!r}; use strict or official")
     if cfg.prompt_style not in ("full", "compact"):
         raise ValueError(f"game.prompt_style={cfg.prompt_style!r}; use full or compact")
 

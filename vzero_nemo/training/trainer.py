@@ -10,8 +10,10 @@ One iteration (`run_iteration`):
     -> controller.update (Iterative-SPO decides the next stage)
 
 Both stages are rolled out every iteration (clue rewards need votes); only the active stage's
-samples get gradients. The RAE baselines are updated every iteration from the global clue
-rewards, so they track the current reward level when the clue stage becomes active.
+samples get gradients (clue stages also train the votes with spo.clue_stage_trains_votes). The
+RAE baselines are updated every iteration (or once per game slot, grpo.rae_update=game) from
+the global clue rewards, so they track the current reward level when the clue stage becomes
+active.
 Per-iteration seeds (spy seats, sampling) derive from (train.seed, iteration, DP rank), so a
 resumed run repeats the uninterrupted run exactly.
 """
@@ -25,10 +27,16 @@ from typing import Any
 
 import torch
 
-from vzero_nemo.algorithms.advantages import RoleBaselines, group_advantages, group_index
+from vzero_nemo.algorithms.advantages import (
+    RoleBaselines,
+    game_role_means,
+    group_advantages,
+    group_index,
+)
 from vzero_nemo.algorithms.losses import policy_loss
 from vzero_nemo.algorithms.spo import StageController
 from vzero_nemo.config import VZeroConfig
+from vzero_nemo.game.env import TrainingSample
 from vzero_nemo.parallel.groups import ParallelState, all_reduce_max, all_reduce_sum
 from vzero_nemo.training import checkpoint as ckpt
 from vzero_nemo.training import engine
@@ -150,11 +158,18 @@ def reduce_game_metrics(env_metrics: dict[str, float]) -> dict[str, float]:
     }
 
 
-def assign_advantages(tr: Trainer, rollout: Rollout, stage: str) -> list[TrainSequence]:
-    """Advantages of every sample; returns the active stage's sequences to train."""
-    cfg = tr.cfg
-    clue = [s for s in rollout.samples if s.stage == "clue"]
-    votes = [s for s in rollout.samples if s.stage == "decision"]
+def _clue_advantages(tr: Trainer, rollout: Rollout, clue: list[TrainingSample]) -> list[float]:
+    """RAE advantages r - b(role) of the clue samples `clue` (one EMA step per iteration, or
+    one per game slot with `grpo.rae_update=game`); every rank takes the same steps."""
+    rewards = torch.tensor([s.reward for s in clue], dtype=torch.float64)
+    is_spy = torch.tensor([s.role == "spy" for s in clue], dtype=torch.bool)
+    baselines = tr.state.baselines
+    if tr.cfg.grpo.rae_update == "game":
+        # Official cadence: the k-th game of every DP rank is one micro-step's global batch.
+        game = torch.tensor([s.game_index for s in clue], dtype=torch.long)
+        means = game_role_means(rewards, is_spy, game, rollout.env.num_games)
+        used = baselines.update_per_game(all_reduce_sum(means) / tr.par.dp_size)
+        return (rewards - used[game, (~is_spy).long()]).tolist()
     sums = torch.tensor(
         [
             sum(s.reward for s in clue if s.role == "spy"),
@@ -165,25 +180,34 @@ def assign_advantages(tr: Trainer, rollout: Rollout, stage: str) -> list[TrainSe
         dtype=torch.float64,
     )
     g = all_reduce_sum(sums).tolist()
-    tr.state.baselines.update(g[0] / max(g[1], 1.0), g[2] / max(g[3], 1.0))
-    clue = [s for s in clue if s.request_id in rollout.sequences]  # scripted clues: no tokens
-    if clue:
-        adv = tr.state.baselines.advantages(
-            torch.tensor([s.reward for s in clue], dtype=torch.float64),
-            torch.tensor([s.role == "spy" for s in clue]),
-        )
-        for s, a in zip(clue, adv.tolist()):
+    baselines.update(g[0] / max(g[1], 1.0), g[2] / max(g[3], 1.0))
+    return baselines.advantages(rewards, is_spy).tolist()
+
+
+def assign_advantages(tr: Trainer, rollout: Rollout, stage: str) -> list[TrainSequence]:
+    """Advantages of every sample; returns the sequences to train: the active stage's, and in
+    clue stages also the votes when `spo.clue_stage_trains_votes` (official code)."""
+    cfg = tr.cfg
+    clue = [s for s in rollout.samples if s.stage == "clue"]
+    votes = [s for s in rollout.samples if s.stage == "decision"]
+    # The baselines step on every clue sample; scripted clue turns have no tokens to train.
+    for s, a in zip(clue, _clue_advantages(tr, rollout, clue)):
+        if s.request_id in rollout.sequences:
             rollout.sequences[s.request_id].advantage = a
+    clue = [s for s in clue if s.request_id in rollout.sequences]
     if votes:
         index, _ = group_index([s.group_id for s in votes])
         adv = group_advantages(
             torch.tensor([s.reward for s in votes], dtype=torch.float64),
             index,
             std_normalize=cfg.grpo.std_normalize,
+            group_std=cfg.grpo.group_std,
         )
         for s, a in zip(votes, adv.tolist()):
             rollout.sequences[s.request_id].advantage = a
-    active = clue if stage == "clue" else votes
+    active = votes
+    if stage == "clue":
+        active = clue + votes if cfg.spo.clue_stage_trains_votes else clue
     for s in active:
         rollout.sequences[s.request_id].meta = {"role": s.role, "stage": s.stage}
     return [rollout.sequences[s.request_id] for s in active]

@@ -7,13 +7,18 @@ import statistics
 import pytest
 import torch
 
-from vzero_nemo.algorithms.advantages import RoleBaselines, group_advantages, group_index
+from vzero_nemo.algorithms.advantages import (
+    RoleBaselines,
+    game_role_means,
+    group_advantages,
+    group_index,
+)
 from vzero_nemo.config import GRPOConfig, VZeroConfig
 
 pytestmark = pytest.mark.unit
 
 
-def loop_reference(rewards, groups, std_normalize=True, eps=1e-8):
+def loop_reference(rewards, groups, std_normalize=True, eps=1e-8, group_std="sample"):
     out = []
     for r, g in zip(rewards, groups):
         members = [x for x, h in zip(rewards, groups) if h == g]
@@ -23,7 +28,8 @@ def loop_reference(rewards, groups, std_normalize=True, eps=1e-8):
         mean = math.fsum(members) / len(members)
         adv = r - mean
         if std_normalize:
-            adv /= statistics.stdev(members) + eps
+            stdev = statistics.stdev if group_std == "sample" else statistics.pstdev
+            adv /= stdev(members) + eps
         out.append(adv)
     return out
 
@@ -66,6 +72,29 @@ def test_vectorised_matches_loop_reference(std_normalize):
             std_normalize=std_normalize,
         )
         assert adv.tolist() == pytest.approx(loop_reference(rewards, groups, std_normalize))
+
+
+@pytest.mark.parametrize("group_std", ["sample", "population"])
+def test_population_std_matches_loop_reference(group_std):
+    rng = random.Random(1)
+    for _ in range(30):
+        n = rng.randint(1, 40)
+        groups = [rng.randrange(5) for _ in range(n)]
+        rewards = [rng.choice([1.89, -0.5, -1.5, -0.9, -0.3]) for _ in range(n)]
+        adv = group_advantages(
+            torch.tensor(rewards, dtype=torch.float64), torch.tensor(groups), group_std=group_std
+        )
+        expected = loop_reference(rewards, groups, group_std=group_std)
+        assert adv.tolist() == pytest.approx(expected)
+
+
+def test_population_std_is_sqrt_n_over_n_minus_1_larger():
+    r = torch.tensor([1.0, -1.0, -1.0, 1.0, -0.5, 1.0, -1.0, -1.0], dtype=torch.float64)
+    idx = torch.zeros(8, dtype=torch.long)
+    ratio = group_advantages(r, idx, group_std="population") / group_advantages(r, idx)
+    assert ratio.tolist() == pytest.approx([math.sqrt(8 / 7)] * 8)  # 1.069 at 8 votes
+    with pytest.raises(ValueError, match="grpo.group_std='biased'"):
+        group_advantages(r, idx, group_std="biased")
 
 
 def test_group_index_and_input_checks():
@@ -132,3 +161,26 @@ def test_official_code_preset_sets_rae_alpha():
     cfg = VZeroConfig().apply_overrides(["preset=official_code"])
     assert RoleBaselines.from_config(cfg.grpo).alpha == 0.9
     assert RoleBaselines.from_config(VZeroConfig().grpo).alpha == 0.95
+
+
+def test_game_role_means_and_per_game_updates_by_hand():
+    # Game 0: spy (seat reward 0.4, two clue turns), civilians 0.1, -0.3 (two turns each);
+    # game 1: spy -0.2, civilians 0.3, 0.0, -0.3 (one turn each).
+    rewards = torch.tensor([0.4, 0.4, 0.1, 0.1, -0.3, -0.3, -0.2, 0.3, 0.0, -0.3])
+    is_spy = torch.tensor([1, 1, 0, 0, 0, 0, 1, 0, 0, 0], dtype=torch.bool)
+    game = torch.tensor([0, 0, 0, 0, 0, 0, 1, 1, 1, 1])
+    means = game_role_means(rewards, is_spy, game, 2)
+    assert means.flatten().tolist() == pytest.approx([0.4, -0.1, -0.2, 0.0], abs=1e-7)
+    b = RoleBaselines(alpha=0.9)
+    used = b.update_per_game(means)
+    # b_spy: 0.1 * 0.4 = 0.04; 0.9 * 0.04 + 0.1 * -0.2 = 0.016. b_civ: -0.01; -0.009.
+    assert used.flatten().tolist() == pytest.approx([0.04, -0.01, 0.016, -0.009], abs=1e-7)
+    assert b.num_updates == 2 and (b.spy, b.civilian) == pytest.approx((0.016, -0.009), abs=1e-7)
+    previous = RoleBaselines(alpha=0.9, subtract="previous")
+    assert previous.update_per_game(means).flatten().tolist() == pytest.approx(
+        [0, 0, 0.04, -0.01], abs=1e-7
+    )
+    with pytest.raises(ValueError, match=r"games \[1\] lack a spy or civilian"):
+        game_role_means(rewards[:6], is_spy[:6], game[:6], 2)
+    with pytest.raises(ValueError, match="must be \\[G, 2\\]"):
+        b.update_per_game(torch.zeros(3))

@@ -86,6 +86,23 @@ def test_alternate_schedule_switches_every_iteration():
     assert [official.update(1.0, 0.0) for _ in range(3)] == ["clue", "decision", "clue"]
 
 
+@pytest.mark.parametrize("cycle_length", [1, 3, 10])
+def test_alternate_cycle_length_matches_the_official_phase_of_each_step(cycle_length):
+    # Official `interactive` phase of optimizer step t (grpo_trainer.py L919-925): decision
+    # when t % (2 * L) < L, else clue. Our stage of iteration t is the stage before update t.
+    ctrl = controller(schedule="alternate", cycle_length=cycle_length)
+    stages = []
+    for _ in range(4 * cycle_length + 3):
+        stages.append(ctrl.stage)
+        ctrl.update(0.5, 0.5)
+    official = [
+        "decision" if t % (2 * cycle_length) < cycle_length else "clue" for t in range(len(stages))
+    ]
+    assert stages == official
+    with pytest.raises(ValueError, match="spo.cycle_length=0"):
+        controller(schedule="alternate", cycle_length=0)
+
+
 def test_state_round_trip_resumes_identically():
     sequence = [(1.0, 0.0)] * 50 + [(0.0, 1.0)] * 20 + [(1.0, 0.0)] * 60
     ctrl = controller()

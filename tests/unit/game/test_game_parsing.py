@@ -43,10 +43,59 @@ pytestmark = pytest.mark.unit
         ("<answer>1</answer> changed my mind <answer>2</answer>", 1),  # last slot wins
         ("\\boxed{1} then \\boxed{2", 0),  # last *balanced* boxed
         ("<answer>３</answer>", None),  # full-width digit is not a player number
+        # An answer naming exactly one player is that vote; several players, a hedge, or a
+        # number that is not a whole player number is invalid.
+        ("<answer>The spy is Player 2</answer>", 1),
+        ("<answer>Player 2, whose clue says cone</answer>", 1),
+        ("<answer>Player 2 (player 2 said a cone)</answer>", 1),  # the same player twice
+        ("<answer>I vote Player3</answer>", 2),
+        ("<answer>Player 2, not player 3</answer>", None),
+        ("<answer>Player 2 is not the spy</answer>", None),
+        ("<answer>Player 2 isn't the spy</answer>", None),
+        ("<answer>either 1 or 2</answer>", None),
+        ("<answer>N/A or 3</answer>", None),
+        ("<answer>none, maybe 3</answer>", None),
+        ("<answer>1-4</answer>", None),
+        ("<answer>2.5</answer>", None),
+        ("<answer>02</answer>", 1),
+        ("<answer>Player 02 (seat 2)</answer>", 1),
+        ("<answer>The spy is Player 7</answer>", None),  # out of range
+        ("<answer>N/A.</answer>", NA),
+        ("<answer>None</answer>", NA),
     ],
 )
 def test_vote_cases(text, vote):
     assert parse_vote(text, num_players=4)[0] == vote
+
+
+@pytest.mark.parametrize(
+    "text, vote",
+    [
+        ("Player 4's clue is wrong. \\boxed{4}", 3),
+        ("reasoning \\boxed{Player 4}", 3),
+        ("reasoning \\boxed{The spy is Player 1}", 0),
+        ("reasoning \\boxed{2 or 3}", None),
+        ("reasoning \\boxed{N/A}", NA),
+        ('reasoning \\boxed{{"spy": 5}}', None),  # strict: JSON is not a vote format
+    ],
+)
+def test_vote_cases_boxed_format(text, vote):
+    assert parse_vote(text, 4, answer_format="boxed")[0] == vote
+
+
+@pytest.mark.parametrize(
+    "text, fmt",
+    [
+        ("<think>a</think><answer></answer>", "think_answer"),
+        ("<think>a</think><answer>   </answer>", "think_answer"),
+        ("<answer></answer>", "answer"),
+        ("reason \\boxed{}", "boxed"),
+        ("reason \\boxed{ }", "boxed"),
+    ],
+)
+def test_empty_answer_earns_no_format_credit(text, fmt):
+    parsed = parse_completion(text, fmt)
+    assert parsed.answer == "" and parsed.format_ok is False
 
 
 def test_na_is_invalid_when_not_allowed():
