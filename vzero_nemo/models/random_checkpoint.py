@@ -12,7 +12,7 @@ published checkpoints, shards of at most `--max-shard-mb`), and a tokenizer:
   so it is the project's byte-level BPE padded with unused entries until Qwen's 22 special
   tokens sit at their published ids (<|endoftext|> = 151643, <|im_end|> = 151645,
   <|image_pad|> = 151655, ...), with Qwen's chat template; the embedding has the size's
-  published rows (152064).
+  published rows (152064; 151936 for 3B).
 - `--tokenizer tiny`: the project's tiny tokenizer (2048 rows), for a published-width model
   whose vocabulary matrices fit a CPU training run.
 
@@ -37,7 +37,7 @@ import torch
 
 from vzero_nemo.models.chat import QWEN25VL_CHAT_TEMPLATE
 from vzero_nemo.models.hf_files import write_sharded
-from vzero_nemo.models.sizes import SIZES, Qwen25VLDims, check_dims, padded_vocab_size
+from vzero_nemo.models.sizes import PUBLISHED, Qwen25VLDims, check_dims, padded_vocab_size
 from vzero_nemo.models.tokenizer import (
     ENDOFTEXT,
     IM_END,
@@ -82,7 +82,7 @@ QWEN_SPECIAL_TOKENS = (
         )
     ],
 )
-WIDTHS = ("7b", "32b", "72b")
+WIDTHS = tuple(PUBLISHED)
 _CHUNK = 1 << 24  # elements drawn per randn call: bounds the fp32 scratch to 64 MB
 
 
@@ -91,7 +91,7 @@ def reduced_dims(width: str, num_layers: int, vision_depth: int) -> Qwen25VLDims
     `vision_depth` vision blocks (keeping at least one windowed and one full block)."""
     if width not in WIDTHS:
         raise ValueError(f"--width {width!r}; use one of {WIDTHS}")
-    published = SIZES[width]
+    published = PUBLISHED[width]
     if not 1 <= num_layers <= published.num_layers:
         raise ValueError(f"--num-layers {num_layers}; use 1..{published.num_layers}")
     if not 2 <= vision_depth <= published.vision.depth:

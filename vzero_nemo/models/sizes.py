@@ -147,6 +147,23 @@ SIZES: dict[str, Qwen25VLDims] = {
 }
 
 
+PUBLISHED: dict[str, Qwen25VLDims] = {
+    "3b": Qwen25VLDims(
+        num_layers=36,
+        hidden_size=2048,
+        ffn_hidden_size=11008,
+        num_attention_heads=16,
+        num_query_groups=2,
+        vocab_size=151936,
+        tie_word_embeddings=True,
+        vision=VisionDims(intermediate_size=3420, **_PUBLISHED_VISION),
+        hf_model_id="Qwen/Qwen2.5-VL-3B-Instruct",
+    ),
+    **{name: dims for name, dims in SIZES.items() if name != "tiny"},
+}
+"""Every published Qwen2.5-VL (3B has no `model.size` name: its checkpoints load with `auto`)."""
+
+
 def dims_for(size: str) -> Qwen25VLDims:
     """The dimensions of a named size; ValueError names the valid sizes."""
     if size == AUTO:
@@ -193,6 +210,21 @@ def padded_vocab_size(num_tokens: int, multiple: int = 128) -> int:
     152064 rows hold 151665 tokens). Independent of the tensor-parallel size, so a checkpoint
     has the same shape under any TP that divides 128."""
     return -(-num_tokens // multiple) * multiple
+
+
+def describe_dims(dims: Qwen25VLDims) -> str:
+    """One line: the dimensions that decide memory and parallel layouts."""
+    v = dims.vision
+    vocab = dims.vocab_size if dims.vocab_size is not None else "tokenizer"
+    total = num_parameters(dims, dims.vocab_size)["total"] if dims.vocab_size else None
+    return (
+        f"{dims.num_layers} layers, hidden {dims.hidden_size}, {dims.num_attention_heads} heads "
+        f"/ {dims.num_query_groups} KV heads (head dim {dims.head_dim}), FFN "
+        f"{dims.ffn_hidden_size}, vocab {vocab}, M-RoPE {list(dims.mrope_section)}; vision "
+        f"{v.depth} blocks (full attention {list(v.fullatt_block_indexes)}), {v.patch_size}-px "
+        f"patches, {v.patch_size * v.spatial_merge_size}-px tokens"
+        + (f"; {total / 1e9:.2f}B parameters" if total else "")
+    )
 
 
 def num_parameters(dims: Qwen25VLDims, vocab_size: int) -> dict[str, int]:

@@ -15,6 +15,7 @@ import pytest
 
 from vzero_nemo.config import ModelConfig, ParallelConfig, VZeroConfig
 from vzero_nemo.models.sizes import (
+    PUBLISHED,
     SIZES,
     check_parallel,
     dims_for,
@@ -37,10 +38,12 @@ def _write(tmp_path: Path, config: dict) -> Path:
     return tmp_path
 
 
-@pytest.mark.parametrize("size", ["7b", "32b", "72b"])
+@pytest.mark.parametrize("size", ["3b", "7b", "32b", "72b"])
 def test_named_sizes_agree_with_their_published_configs(size):
     dims = dims_from_hf_config(_published(size))
-    assert dims == dataclasses.replace(SIZES[size], hf_model_id=None)
+    assert dims == dataclasses.replace(PUBLISHED[size], hf_model_id=None)
+    if size in SIZES:
+        assert PUBLISHED[size] is SIZES[size]
 
 
 def test_transformers_5_layout_reads_the_same(tmp_path):
@@ -145,3 +148,24 @@ def test_parallel_layout_must_fit_the_dimensions(tmp_path, size, tp, pp, message
 def test_recipe_layouts_fit(size, tp, pp):
     par = ParallelConfig(tensor_model_parallel_size=tp, pipeline_model_parallel_size=pp)
     check_parallel(dims_for(size), par, ModelConfig(size=size))  # no error
+
+
+def test_train_dry_run_resolves_auto_and_rejects_a_bad_layout(tmp_path, monkeypatch, capsys):
+    from vzero_nemo.train import main
+
+    config = _published("7b")
+    config["num_hidden_layers"] = 2
+    config["vision_config"].update(depth=2, fullatt_block_indexes=[1])
+    argv = ["--recipe", "qwen25vl_7b_1n8g", "model.size=auto", f"model.hf_path={tmp_path}"]
+    _write(tmp_path, config)
+    monkeypatch.setenv("WORLD_SIZE", "8")
+    assert main([*argv, "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert "model.size = 'auto'" in out and "parallel.tensor_model_parallel_size = 2" in out
+    assert "model dims = 2 layers, hidden 3584, 28 heads / 4 KV heads" in out
+    with pytest.raises(SystemExit) as stop:
+        main([*argv, "parallel.tensor_model_parallel_size=8", "--dry-run"])
+    assert stop.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: parallel.tensor_model_parallel_size=8 does not divide")
+    assert "one of [1, 2, 4]" in err
