@@ -10,8 +10,9 @@
 A layout builds the policy with `model.size=auto` (dimensions from DIR/config.json) in bf16
 without random init, imports DIR through `hf_convert.import_hf_weights` (Megatron-Bridge, one
 tensor at a time), runs megatron-core's forward-only schedule on the prompt batch and compares
-this rank's vocabulary slice of the logits with transformers' on real tokens; it then exports
-with `hf_convert.save_hf_checkpoint` and compares the export with DIR tensor by tensor. Peak
+this rank's vocabulary slice of the logits with transformers' on real tokens; it then (unless
+left out of `--export`) exports with `hf_convert.save_hf_checkpoint` and compares the export
+with DIR tensor by tensor. Peak
 RSS is read from the kernel (VmHWM, reset right before the model is built), so the import's
 peak is measured against this rank's parameter bytes and the checkpoint's largest shard.
 Every rank writes `result_<layout>_rank<r>.json`.
@@ -152,13 +153,13 @@ def _param_bytes(model: torch.nn.Module) -> int:
     return sum(t.numel() * t.element_size() for t in tensors)
 
 
-def run_layout(name: str, hf_dir: Path, out: Path, keep_export: bool) -> None:
+def run_layout(name: str, hf_dir: Path, out: Path, export: bool, keep_export: bool) -> None:
     from megatron.core import parallel_state as mpu
     from megatron.core.pipeline_parallel import get_forward_backward_func
 
     from vzero_nemo.config import ParallelConfig
     from vzero_nemo.models import hf_convert
-    from vzero_nemo.models.hf_files import checkpoint_bytes, compare_checkpoints
+    from vzero_nemo.models.hf_files import checkpoint_bytes
     from vzero_nemo.models.provider import build_policy
     from vzero_nemo.parallel import cpu_compat, seed_all
 
@@ -199,23 +200,35 @@ def run_layout(name: str, hf_dir: Path, out: Path, keep_export: bool) -> None:
     }
     if mpu.is_pipeline_last_stage():
         result.update(_compare_logits(torch.cat(outputs), batch, out, tp))
-    export = out / f"export_{name}"
-    hf_convert.save_hf_checkpoint([model], cfg, export, max_shard_bytes=GIB)
-    if torch.distributed.get_rank() == 0:
-        comparison = compare_checkpoints(hf_dir, export)
-        result["export"] = {
-            "compared": comparison.compared,
-            "mismatched": comparison.mismatched,
-            "only_in_original": comparison.only_in_a,
-            "only_in_export": comparison.only_in_b,
-            "index": (export / "model.safetensors.index.json").is_file(),
-        }
-        if not keep_export:
-            shutil.rmtree(export)
+    if export:
+        result["export"] = _export_and_compare(
+            model, cfg, hf_dir, out / f"export_{name}", keep_export
+        )
     rank = torch.distributed.get_rank()
     (out / f"result_{name}_rank{rank}.json").write_text(json.dumps(result, indent=2))
     torch.distributed.barrier()
     del model
+
+
+def _export_and_compare(model, cfg, hf_dir: Path, export: Path, keep: bool) -> dict | None:
+    """Export through hf_convert (collective); rank 0 compares with the original."""
+    from vzero_nemo.models import hf_convert
+    from vzero_nemo.models.hf_files import compare_checkpoints
+
+    hf_convert.save_hf_checkpoint([model], cfg, export, max_shard_bytes=GIB)
+    if torch.distributed.get_rank() != 0:
+        return None
+    comparison = compare_checkpoints(hf_dir, export)
+    result = {
+        "compared": comparison.compared,
+        "mismatched": comparison.mismatched,
+        "only_in_original": comparison.only_in_a,
+        "only_in_export": comparison.only_in_b,
+        "index": (export / "model.safetensors.index.json").is_file(),
+    }
+    if not keep:
+        shutil.rmtree(export)
+    return result
 
 
 def _compare_logits(logits: torch.Tensor, batch, out: Path, tp: int) -> dict:
@@ -281,6 +294,7 @@ def main() -> None:
     parser.add_argument("--hf", type=Path, required=True)
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--layouts", default="")
+    parser.add_argument("--export", default=None, help="layouts that export (default: all)")
     parser.add_argument("--keep-export", default="", help="layout whose export is kept")
     args = parser.parse_args()
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
@@ -290,8 +304,10 @@ def main() -> None:
     if args.mode == "reference":
         reference(args.hf, args.out)
     initialize_parallel(ParallelConfig(backend="gloo"), seed=SEED)
-    for name in filter(None, args.layouts.split(",")):
-        run_layout(name, args.hf, args.out, keep_export=name == args.keep_export)
+    layouts = [name for name in args.layouts.split(",") if name]
+    exports = layouts if args.export is None else args.export.split(",")
+    for name in layouts:
+        run_layout(name, args.hf, args.out, name in exports, name == args.keep_export)
     destroy_parallel()
 
 

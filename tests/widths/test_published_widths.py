@@ -16,10 +16,10 @@ safetensors with an index and a Qwen2.5-VL-style tokenizer. Then (`_widths_worke
 
 Tolerance: bf16 forwards differ by rounding, so ours must stay within 2x the distance
 between transformers' two attention kernels (max and mean |delta logits|), while the
-controls must sit 10x above it. 7B width: language depth 2, TP=1, TP=2 and PP=2. 72B width
-(hidden 8192, 64 heads / 8 KV heads, FFN 29568): language depth 1 (3.5B parameters, 6.9 GB),
-TP=2 only, and it runs only with VZERO_WIDTHS_72B=1: it needs ~11 GiB of host memory and
-~10 minutes on 2 cores (numbers in docs/results/widths.md).
+controls must sit 10x above it. 7B width: language depth 2, TP=1, TP=2 and PP=2, each exported.
+72B width (hidden 8192, 64 heads / 8 KV heads, FFN 29568): language depth 1 (3.5B parameters,
+6.9 GB), TP=1 and TP=2, exported from TP=1 (see RUNS); it runs only with VZERO_WIDTHS_72B=1:
+it needs ~11 GiB of host memory (numbers in docs/results/widths.md).
 
     .venv/bin/python -m pytest -m widths tests/widths -q -s
     VZERO_WIDTHS_72B=1 VZERO_RESULTS_DIR=docs/results .venv/bin/python -m pytest -m widths -s
@@ -37,19 +37,32 @@ import pytest
 
 pytestmark = [pytest.mark.widths, pytest.mark.timeout(3600)]
 
+COMMAND = (
+    "VZERO_WIDTHS_72B=1 VZERO_RESULTS_DIR=docs/results .venv/bin/python -m pytest -m widths "
+    "tests/widths -q -s"
+)
 WORKER = Path(__file__).with_name("_widths_worker.py")
 REPO_ROOT = Path(__file__).resolve().parents[2]
 RUNS = {
-    "7b": {"num_layers": 2, "layouts": ["tp1", "tp2", "pp2"], "tensors": 57},
-    "72b": {"num_layers": 1, "layouts": ["tp2"], "tensors": 45},
+    "7b": {
+        "num_layers": 2,
+        "layouts": ["tp1", "tp2", "pp2"],
+        "export": ["tp1", "tp2", "pp2"],
+        "keep": "tp2",
+    },  # fmt: skip
+    # Bridge's export all-gathers every tensor on every rank (the shard list + the concatenated
+    # tensor: 2 x 2.3 GiB per rank for the 152064 x 8192 embedding): at TP=2 the 72B width
+    # would peak near 19 GiB here, so it exports from TP=1 (no gathers).
+    "72b": {"num_layers": 1, "layouts": ["tp1", "tp2"], "export": ["tp1"], "keep": "tp1"},
 }
+TENSORS = {2: 57, 1: 45}
+"""HF tensors of a checkpoint with this many language layers (2 vision blocks)."""
 NOISE_FACTOR = 2.0
 """Ours vs transformers may differ by at most this multiple of transformers' own noise."""
 BUG_FACTOR = 10.0
 """A simulated bug must move the logits by at least this multiple of that noise."""
 SLACK_GIB = 0.125
-"""Import peak allowance beyond parameters + one shard: communication and allocator
-buffers."""
+"""Import peak allowance for communication and allocator buffers."""
 
 
 def _run(cmd: list[str], log: Path, timeout_s: float) -> None:
@@ -89,12 +102,14 @@ def width_run(request, tmp_path_factory, launch) -> tuple[str, dict]:
     args = ["--hf", str(hf), "--out", str(out)]
     one_proc = [x for x in run["layouts"] if x == "tp1"]
     two_proc = [x for x in run["layouts"] if x != "tp1"]
-    keep = two_proc[0] if two_proc else "tp1"
-    launch(WORKER, 1, ["reference", *args, "--layouts", ",".join(one_proc), "--keep-export", keep],
+    keep = run["keep"]  # the export transformers loads
+    common = [*args, "--export", ",".join(run["export"]), "--keep-export", keep]
+    launch(WORKER, 1, ["reference", *common, "--layouts", ",".join(one_proc)],
            out / "logs_reference", timeout_s=1800)  # fmt: skip
     if two_proc:
-        launch(WORKER, 2, ["layouts", *args, "--layouts", ",".join(two_proc), "--keep-export",
-               keep], out / "logs_layouts", timeout_s=1800)  # fmt: skip
+        launch(WORKER, 2, ["layouts", *common, "--layouts", ",".join(two_proc)],
+               out / "logs_layouts", timeout_s=1800)  # fmt: skip
+
     launch(WORKER, 1, ["check-export", "--hf", str(out / f"export_{keep}"), "--out", str(out)],
            out / "logs_check", timeout_s=900)  # fmt: skip
     results = _results(out)
@@ -118,6 +133,8 @@ def _table(width: str, run: dict, results: dict) -> str:
     lines = [
         f"### {width} width, {run['num_layers']} language layer(s), 2 vision blocks",
         "",
+        f"Made by `{COMMAND}` (bf16 checkpoint and models, 2 CPU cores).",
+        "",
         f"max |logit| {ref['max_abs_logit']:.2f}; transformers sdpa vs eager (noise): "
         f"max {noise['max_abs_diff']:.4f}, mean {noise['mean_abs_diff']:.4f}",
         "",
@@ -129,14 +146,15 @@ def _table(width: str, run: dict, results: dict) -> str:
     for layout in run["layouts"]:
         ranks = results["layouts"][layout]
         logit_ranks = _logit_ranks(results, layout)
-        export = next(r["export"] for r in ranks if "export" in r)
+        export = next((r["export"] for r in ranks if r.get("export")), None)
         peaks = "/".join(f"{r['import_peak_gib'] - r['rss_baseline_gib']:.2f}" for r in ranks)
         params = "/".join(f"{r['param_gib']:.2f}" for r in ranks)
         lines.append(
             f"| {layout} | {max(r['max_abs_diff'] for r in logit_ranks):.4f} "
             f"| {max(r['mean_abs_diff'] for r in logit_ranks):.4f} "
-            f"| {min(r['argmax_agree'] for r in logit_ranks):.3f} | {export['compared']} "
-            f"| {not export['mismatched']} | {peaks} | {params} "
+            f"| {min(r['argmax_agree'] for r in logit_ranks):.3f} "
+            f"| {export['compared'] if export else '-'} "
+            f"| {not export['mismatched'] if export else '- (not exported)'} | {peaks} | {params} "
             f"| {ranks[0]['checkpoint']['largest_shard']:.2f} |"
         )
     lines += ["", "| simulated bug (in transformers) | max abs d logits | mean abs d logits |"]
@@ -174,9 +192,9 @@ def test_simulated_bugs_exceed_the_tolerance(width_run):
 
 def test_round_trip_is_bit_identical(width_run):
     width, results = width_run
-    for layout in RUNS[width]["layouts"]:
-        export = next(r["export"] for r in results["layouts"][layout] if "export" in r)
-        assert export["compared"] == RUNS[width]["tensors"], layout
+    for layout in RUNS[width]["export"]:
+        export = next(r["export"] for r in results["layouts"][layout] if r.get("export"))
+        assert export["compared"] == TENSORS[RUNS[width]["num_layers"]], layout
         assert export["mismatched"] == [] and export["index"], layout
         assert export["only_in_original"] == export["only_in_export"] == [], layout
 
@@ -189,13 +207,16 @@ def test_export_loads_in_transformers(width_run):
 
 
 def test_import_memory_is_bounded(width_run):
-    """Each rank's import peak stays within its own parameters plus one shard (the tensor
-    being split), never the checkpoint."""
+    """Each rank's import grows its RSS by at most its own parameters plus one shard (the
+    tensor being split is read whole on TP rank 0) plus, under TP, that shard's slice (rank 0
+    receives its own slice of the scatter into a fresh buffer): never the checkpoint."""
     width, results = width_run
     for layout in RUNS[width]["layouts"]:
+        tp = 2 if layout == "tp2" else 1
         for r in results["layouts"][layout]:
             grown = r["import_peak_gib"] - r["rss_baseline_gib"]
-            bound = r["param_gib"] + r["checkpoint"]["largest_shard"] + SLACK_GIB
+            shard = r["checkpoint"]["largest_shard"]
+            bound = r["param_gib"] + shard + (shard / tp if tp > 1 else 0.0) + SLACK_GIB
             assert grown <= bound, (layout, r["rank"], grown, bound)
-            if layout != "tp1":
-                assert r["param_gib"] < 0.6 * r["checkpoint"]["total"]  # a shard of the model
+            if tp > 1:
+                assert grown < r["checkpoint"]["total"], (layout, r["rank"])
