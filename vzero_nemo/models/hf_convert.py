@@ -131,9 +131,12 @@ def save_hf_checkpoint(
 ) -> Path:
     """Write a Hugging Face checkpoint to `out_dir` (collective; rank 0 writes): config and
     tokenizer (the imported checkpoint's artifacts, or tiny's config + tokenizer) and the
-    weights as safetensors shards of at most `max_shard_bytes`, streamed so rank 0 holds one
-    shard at a time. (Bridge's own `save_hf_pretrained` imports nvidia-modelopt, which is not
-    part of the CPU stack; the weights still come from Bridge's `export_hf_weights`.)"""
+    weights as safetensors shards of at most `max_shard_bytes` with an index, written tensor
+    by tensor (`hf_files.write_sharded`). Memory per rank: its parameters plus Bridge's
+    gather of the tensor being exported, which every rank receives whole (a shard list and
+    their concatenation: twice the largest tensor under TP). (Bridge's own
+    `save_hf_pretrained` imports nvidia-modelopt, which is not part of the CPU stack; the
+    weights still come from Bridge's `export_hf_weights`.)"""
     out = Path(out_dir)
     bridge = auto_bridge(model_cfg)
     rank0 = not torch.distributed.is_initialized() or torch.distributed.get_rank() == 0
