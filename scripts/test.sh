@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Run the project's checks: ruff, then every CPU test tier, each timed.
 #
-#   bash scripts/test.sh                 # all tiers: unit, distributed, functional, learning, slurm, gpu
+#   bash scripts/test.sh                 # all tiers: unit, distributed, widths, functional, learning, slurm, gpu
 #   bash scripts/test.sh unit            # one or more named tiers
 #
 # Creates/reuses the venv first (scripts/setup_env.sh). The gpu tier skips itself without
@@ -15,7 +15,7 @@ export OMP_NUM_THREADS="${OMP_NUM_THREADS:-1}" WANDB_MODE="${WANDB_MODE:-offline
 export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 PYTHONDONTWRITEBYTECODE=1
 
 TIERS=("$@")
-[[ ${#TIERS[@]} -eq 0 ]] && TIERS=(unit distributed functional learning slurm gpu)
+[[ ${#TIERS[@]} -eq 0 ]] && TIERS=(unit distributed widths functional learning slurm gpu)
 
 declare -a SUMMARY
 status=0

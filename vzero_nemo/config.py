@@ -34,9 +34,10 @@ PRETRAIN_TASKS = ("caption", "describe", "exists", "vote", "wrong")
 
 @dataclass(kw_only=True, slots=True)
 class ModelConfig:
-    size: Literal["tiny", "7b", "32b", "72b"] = "tiny"
+    size: Literal["tiny", "7b", "32b", "72b", "auto"] = "tiny"
     """Named Qwen2.5-VL size. `tiny` is a few-million-parameter model of the same
-    architecture that runs on CPU; the others match the published checkpoints."""
+    architecture that runs on CPU; the others match the published checkpoints. `auto` takes
+    the dimensions from `hf_path/config.json` (any Qwen2.5-VL: 3B, depth-reduced models)."""
     hf_path: str | None = None
     """Local directory of a Hugging Face Qwen2.5-VL checkpoint (weights, tokenizer, processor)
     to import. Never downloaded: it must exist on disk."""
@@ -708,6 +709,10 @@ def finalize(cfg: VZeroConfig, world_size: int = 1) -> None:
     _require(
         0 < m.min_pixels <= m.max_pixels,
         f"model.min_pixels={m.min_pixels} must be > 0 and <= model.max_pixels={m.max_pixels}",
+    )
+    _require(
+        m.size != "auto" or m.hf_path is not None,
+        "model.size=auto reads the dimensions from model.hf_path/config.json; set model.hf_path",
     )
     _require(
         m.size == "tiny" or m.hf_path is not None or m.init_checkpoint is not None,

@@ -3,12 +3,15 @@
     python -m vzero_nemo.train --recipe tiny_cpu [key=value ...]            # one process
     torchrun --nproc-per-node 2 -m vzero_nemo.train --recipe tiny_cpu       # DP=2 on gloo
     python -m vzero_nemo.train --recipe qwen25vl_72b_8n8g --dry-run         # print and exit
+    python -m vzero_nemo.train --recipe qwen25vl_7b_1n8g model.size=auto \
+        model.hf_path=/checkpoints/Qwen2.5-VL-3B-Instruct --dry-run        # any Qwen2.5-VL
 
 Overrides are NeMo-style dotted `key=value` words (`train.lr=5e-6 game.vote_mode=civilians`,
 `preset=official_code`), type-checked against the config tree; an unknown key is an error that
 names the closest valid keys. Everything that can be checked cheaply (recipe name, override
-keys and types, parallel sizes against the world size, the data path) is checked before any
-model is built, and a bad value exits with status 2 and a message naming it.
+keys and types, parallel sizes against the world size and the model's heads / layers, the
+data path) is checked before any model is built, and a bad value exits with status 2 and a
+message naming it.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from pathlib import Path
 
 from vzero_nemo.cli import add_config_arguments, config_from_argv, fail
 from vzero_nemo.config import VZeroConfig
+from vzero_nemo.models.sizes import Qwen25VLDims, check_parallel, describe_dims, model_dims
 
 
 def check_paths(cfg: VZeroConfig) -> None:
@@ -34,6 +38,14 @@ def check_paths(cfg: VZeroConfig) -> None:
         raise ValueError(f"model.hf_path={cfg.model.hf_path!r} is not a directory")
 
 
+def check_model(cfg: VZeroConfig) -> Qwen25VLDims:
+    """The model's dimensions (`model.size=auto`: read from model.hf_path/config.json),
+    checked against the TP / PP layout."""
+    dims = model_dims(cfg.model)
+    check_parallel(dims, cfg.parallel, cfg.model)
+    return dims
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m vzero_nemo.train",
@@ -42,11 +54,16 @@ def main(argv: list[str] | None = None) -> int:
     add_config_arguments(parser, default_recipe=None)
     parser.add_argument("--dry-run", action="store_true", help="print the resolved config and exit")
     args, cfg = config_from_argv(parser, argv)
+    try:
+        dims = check_model(cfg)
+    except ValueError as err:
+        fail(str(err))
     if args.dry_run:
         from vzero_nemo.parallel.cpu_compat import layer_spec_choice
 
         print(cfg.format())
         print(f"layer spec = {layer_spec_choice()}")
+        print(f"model dims = {describe_dims(dims)}")
         return 0
     try:
         check_paths(cfg)

@@ -29,7 +29,7 @@ from transformers.models.qwen2_5_vl.modeling_qwen2_5_vl import Qwen2_5_VLModel
 
 from vzero_nemo.config import ModelConfig
 from vzero_nemo.models.chat import PromptInputs
-from vzero_nemo.models.sizes import dims_for
+from vzero_nemo.models.sizes import model_dims
 from vzero_nemo.models.tokenizer import VLTokenizer
 
 
@@ -144,7 +144,7 @@ def collate_prompts(
         input_ids[row, cols] = prompt.input_ids
         attention_mask[row, cols] = True
     image_grid_thw = torch.stack([p.image_grid_thw for p in prompts])
-    vision = dims_for(model_cfg.size).vision
+    vision = model_dims(model_cfg).vision
     position_ids, next_position = mrope_position_ids(
         input_ids,
         attention_mask,

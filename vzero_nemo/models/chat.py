@@ -4,8 +4,10 @@
     prompt = render_chat(messages, tokenizer, image, cfg.model)   # PromptInputs
 
 `messages` is a list of {"role": "system" | "user" | "assistant", "content": str | list of
-{"type": "image"} / {"type": "text", "text": str}} holding exactly one image entry. The text is
-Qwen2.5-VL's chat template (as its `chat_template.json`): a default system turn
+{"type": "image"} / {"type": "text", "text": str}} holding exactly one image entry. A
+tokenizer with a chat template (a real checkpoint's) renders the text with it
+(`apply_chat_template`); without one (the tiny tokenizer) the text is the built-in copy of
+Qwen2.5-VL's chat template (`QWEN25VL_CHAT_TEMPLATE`, tested equal): a default system turn
 "You are a helpful assistant." when the first message is not a system message, each turn
 `<|im_start|>{role}\n{content}<|im_end|>\n`, the image as
 `<|vision_start|>` + N x `<|image_pad|>` + `<|vision_end|>` (N = merged patch groups), and,
@@ -25,7 +27,7 @@ from PIL import Image
 
 from vzero_nemo.config import ModelConfig
 from vzero_nemo.models.image import ImageSpec, image_to_patches, num_image_tokens
-from vzero_nemo.models.sizes import dims_for
+from vzero_nemo.models.sizes import model_dims
 from vzero_nemo.models.tokenizer import (
     DEFAULT_SYSTEM,
     IM_END,
@@ -37,6 +39,26 @@ from vzero_nemo.models.tokenizer import (
 )
 
 ROLES = ("system", "user", "assistant")
+
+QWEN25VL_CHAT_TEMPLATE = (
+    "{% set image_count = namespace(value=0) %}{% set video_count = namespace(value=0) %}"
+    "{% for message in messages %}{% if loop.first and message['role'] != 'system' %}"
+    "<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n{% endif %}"
+    "<|im_start|>{{ message['role'] }}\n{% if message['content'] is string %}"
+    "{{ message['content'] }}<|im_end|>\n{% else %}{% for content in message['content'] %}"
+    "{% if content['type'] == 'image' or 'image' in content or 'image_url' in content %}"
+    "{% set image_count.value = image_count.value + 1 %}"
+    "{% if add_vision_id %}Picture {{ image_count.value }}: {% endif %}"
+    "<|vision_start|><|image_pad|><|vision_end|>"
+    "{% elif content['type'] == 'video' or 'video' in content %}"
+    "{% set video_count.value = video_count.value + 1 %}"
+    "{% if add_vision_id %}Video {{ video_count.value }}: {% endif %}"
+    "<|vision_start|><|video_pad|><|vision_end|>"
+    "{% elif 'text' in content %}{{ content['text'] }}{% endif %}{% endfor %}<|im_end|>\n"
+    "{% endif %}{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
+"""The chat template of the published Qwen2.5-VL-*-Instruct checkpoints (their
+tokenizer_config.json / chat_template.json), written into Qwen-style test checkpoints."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,7 +87,7 @@ class PromptInputs:
 def image_spec(model_cfg: ModelConfig) -> ImageSpec:
     """Patching parameters of `model_cfg` (its size's vision tower + min/max pixels)."""
     return ImageSpec.from_dims(
-        dims_for(model_cfg.size).vision, model_cfg.min_pixels, model_cfg.max_pixels
+        model_dims(model_cfg).vision, model_cfg.min_pixels, model_cfg.max_pixels
     )
 
 
@@ -89,8 +111,13 @@ def _content_parts(message: dict[str, Any], index: int) -> list[dict[str, Any]]:
     return content
 
 
-def render_chat_text(messages: Sequence[dict[str, Any]], add_generation_prompt: bool = True) -> str:
-    """The chat-template text with one `<|image_pad|>` standing for the image."""
+def render_chat_text(
+    messages: Sequence[dict[str, Any]],
+    add_generation_prompt: bool = True,
+    tokenizer: VLTokenizer | None = None,
+) -> str:
+    """The chat text with one `<|image_pad|>` standing for the image: `tokenizer`'s own chat
+    template when it has one (a real checkpoint's), else the built-in Qwen2.5-VL rendering."""
     if not messages:
         raise ValueError("messages is empty; give at least one user message")
     pieces: list[str] = []
@@ -113,7 +140,24 @@ def render_chat_text(messages: Sequence[dict[str, Any]], add_generation_prompt: 
         raise ValueError(f"messages hold {num_images} image entries; exactly one is supported")
     if add_generation_prompt:
         pieces.append(f"{IM_START}assistant\n")
+    if tokenizer is not None and tokenizer.chat_template is not None:
+        return _apply_template(messages, add_generation_prompt, tokenizer)
     return "".join(pieces)
+
+
+def _apply_template(
+    messages: Sequence[dict[str, Any]], add_generation_prompt: bool, tokenizer: VLTokenizer
+) -> str:
+    text = tokenizer.hf.apply_chat_template(
+        [dict(m) for m in messages], tokenize=False, add_generation_prompt=add_generation_prompt
+    )
+    if not isinstance(text, str) or text.count(f"{VISION_START}{IMAGE_PAD}{VISION_END}") != 1:
+        raise ValueError(
+            f"the chat template of tokenizer {tokenizer.name!r} does not render the image as "
+            f"{VISION_START}{IMAGE_PAD}{VISION_END} exactly once; use a Qwen2.5-VL checkpoint's "
+            "tokenizer (or one without a chat template for the built-in rendering)"
+        )
+    return text
 
 
 def render_chat(
@@ -125,7 +169,7 @@ def render_chat(
     add_generation_prompt: bool = True,
 ) -> PromptInputs:
     """Tokens + patches of one prompt; see the module docstring for the layout."""
-    text = render_chat_text(messages, add_generation_prompt)
+    text = render_chat_text(messages, add_generation_prompt, tokenizer)
     spec = image_spec(model_cfg)
     pixel_values, grid_thw = image_to_patches(image, spec)
     num_pads = num_image_tokens(grid_thw, spec)

@@ -6,9 +6,11 @@
     hf_convert.save_hf_checkpoint([model], cfg.model, "outputs/hf_export")
 
 Import reads a LOCAL checkpoint directory only (`model.hf_path`; nothing is downloaded) and
-first checks that its `config.json` matches the named size (`check_hf_config`): the model is
-built from our provider, not from the one Bridge derives from the config, because Bridge's
-Qwen2.5-VL provider keeps its default M-RoPE sections and ignores the checkpoint's. Export
+first checks that its `config.json` matches the model's size (`check_hf_config`; with
+`model.size=auto` the size is that config): the model is built from our provider, not from
+the one Bridge derives from the config, because Bridge's Qwen2.5-VL provider keeps its default
+M-RoPE sections and ignores the checkpoint's. Bridge reads the (sharded) safetensors lazily,
+one tensor at a time, and every rank keeps only its own shard of each. Export
 works for every size, `tiny` included (its HF config comes from `hf_config_for`); the result
 loads with `Qwen2_5_VLForConditionalGeneration.from_pretrained`. Both directions run at any
 TP / PP (Bridge shards and gathers) and must be called on every rank.
@@ -17,7 +19,6 @@ TP / PP (Bridge shards and gathers) and must be called on every rank.
 from __future__ import annotations
 
 import dataclasses
-import json
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -28,12 +29,13 @@ from vzero_nemo.parallel import cpu_compat
 cpu_compat.install()  # before Megatron-Bridge is imported (no-op with CUDA and TE)
 
 from megatron.bridge import AutoBridge  # noqa: E402
-from safetensors.torch import save_file  # noqa: E402
 from transformers import Qwen2_5_VLConfig  # noqa: E402
 
 from vzero_nemo.config import ModelConfig  # noqa: E402
-from vzero_nemo.models.provider import model_vocab, vision_config_for  # noqa: E402
-from vzero_nemo.models.sizes import dims_for  # noqa: E402
+from vzero_nemo.models.hf_config import config_summary, hf_config_from_dims  # noqa: E402
+from vzero_nemo.models.hf_files import write_sharded  # noqa: E402
+from vzero_nemo.models.provider import model_vocab  # noqa: E402
+from vzero_nemo.models.sizes import AUTO, model_dims  # noqa: E402
 from vzero_nemo.models.tokenizer import (  # noqa: E402
     VLTokenizer,
     load_tokenizer,
@@ -42,63 +44,10 @@ from vzero_nemo.models.tokenizer import (  # noqa: E402
 
 
 def hf_config_for(model_cfg: ModelConfig, tokenizer: VLTokenizer | None = None) -> Qwen2_5_VLConfig:
-    """The transformers config of `model_cfg.size` (ids and vocabulary as `model_vocab`)."""
-    dims = dims_for(model_cfg.size)
+    """The transformers config of `model_cfg`'s dimensions (ids and vocabulary as
+    `model_vocab`)."""
     ids, vocab_size = model_vocab(model_cfg, tokenizer)
-    text = dict(
-        vocab_size=vocab_size,
-        hidden_size=dims.hidden_size,
-        intermediate_size=dims.ffn_hidden_size,
-        num_hidden_layers=dims.num_layers,
-        num_attention_heads=dims.num_attention_heads,
-        num_key_value_heads=dims.num_query_groups,
-        hidden_act="silu",
-        rms_norm_eps=dims.layernorm_epsilon,
-        max_position_embeddings=dims.max_position_embeddings,
-        rope_parameters=dict(
-            rope_type="default", rope_theta=dims.rotary_base, mrope_section=list(dims.mrope_section)
-        ),
-        bos_token_id=ids.pad,
-        eos_token_id=ids.im_end,
-        pad_token_id=ids.pad,
-        tie_word_embeddings=dims.tie_word_embeddings,
-    )
-    return Qwen2_5_VLConfig(
-        architectures=["Qwen2_5_VLForConditionalGeneration"],
-        text_config=text,
-        vision_config=vision_config_for(dims).to_dict(),
-        image_token_id=ids.image_pad,
-        video_token_id=ids.video_pad,
-        vision_start_token_id=ids.vision_start,
-        vision_end_token_id=ids.vision_end,
-        tie_word_embeddings=dims.tie_word_embeddings,
-    )
-
-
-def _summary(config: Qwen2_5_VLConfig) -> dict[str, object]:
-    text, vision = config.text_config, config.vision_config
-    rope = dict(getattr(text, "rope_parameters", None) or {})
-    return {
-        "text.hidden_size": text.hidden_size,
-        "text.intermediate_size": text.intermediate_size,
-        "text.num_hidden_layers": text.num_hidden_layers,
-        "text.num_attention_heads": text.num_attention_heads,
-        "text.num_key_value_heads": text.num_key_value_heads,
-        "text.vocab_size": text.vocab_size,
-        "text.rope_theta": float(rope.get("rope_theta", 0.0)),
-        "text.mrope_section": list(rope.get("mrope_section") or []),
-        "tie_word_embeddings": bool(config.tie_word_embeddings),
-        "vision.depth": vision.depth,
-        "vision.hidden_size": vision.hidden_size,
-        "vision.intermediate_size": vision.intermediate_size,
-        "vision.num_heads": vision.num_heads,
-        "vision.patch_size": vision.patch_size,
-        "vision.spatial_merge_size": vision.spatial_merge_size,
-        "vision.temporal_patch_size": vision.temporal_patch_size,
-        "vision.window_size": vision.window_size,
-        "vision.fullatt_block_indexes": list(vision.fullatt_block_indexes),
-        "vision.out_hidden_size": vision.out_hidden_size,
-    }
+    return hf_config_from_dims(model_dims(model_cfg), ids, vocab_size)
 
 
 def _raise_on_diffs(have: dict, want: dict, model_cfg: ModelConfig) -> None:
@@ -107,18 +56,26 @@ def _raise_on_diffs(have: dict, want: dict, model_cfg: ModelConfig) -> None:
         raise ValueError(
             f"checkpoint config does not match model.size={model_cfg.size!r}: "
             + "; ".join(diffs)
-            + ". Set model.size to the checkpoint's size."
+            + ". Set model.size to the checkpoint's size, or model.size=auto to take the "
+            "dimensions from its config.json."
         )
 
 
 def check_hf_config(
     config: Qwen2_5_VLConfig, model_cfg: ModelConfig, tokenizer: VLTokenizer | None = None
 ) -> None:
-    """ValueError listing every field where a checkpoint's config differs from the named size:
-    dimensions first, then the special-token ids (which may load the checkpoint's tokenizer)."""
-    published = dataclasses.replace(model_cfg, hf_path=None, tokenizer_path=None)
-    want = _summary(hf_config_for(published, tokenizer if model_cfg.size == "tiny" else None))
-    _raise_on_diffs(_summary(config), want, model_cfg)
+    """ValueError listing every field where a checkpoint's config differs from `model_cfg`:
+    dimensions first, then the special-token ids (which may load the checkpoint's tokenizer).
+    With `model.size=auto` the dimensions were read from this same config.json by
+    `sizes.dims_from_hf_config`: the check then holds our reading against transformers'."""
+    if model_cfg.size == AUTO:
+        want = config_summary(hf_config_for(model_cfg, tokenizer))
+    else:
+        published = dataclasses.replace(model_cfg, hf_path=None, tokenizer_path=None)
+        want = config_summary(
+            hf_config_for(published, tokenizer if model_cfg.size == "tiny" else None)
+        )
+    _raise_on_diffs(config_summary(config), want, model_cfg)
     ids = special_token_ids(model_cfg, tokenizer)
     have_ids = {
         "image_token_id": config.image_token_id,
@@ -174,9 +131,12 @@ def save_hf_checkpoint(
 ) -> Path:
     """Write a Hugging Face checkpoint to `out_dir` (collective; rank 0 writes): config and
     tokenizer (the imported checkpoint's artifacts, or tiny's config + tokenizer) and the
-    weights as safetensors shards of at most `max_shard_bytes`, streamed so rank 0 holds one
-    shard at a time. (Bridge's own `save_hf_pretrained` imports nvidia-modelopt, which is not
-    part of the CPU stack; the weights still come from Bridge's `export_hf_weights`.)"""
+    weights as safetensors shards of at most `max_shard_bytes` with an index, written tensor
+    by tensor (`hf_files.write_sharded`). Memory per rank: its parameters plus Bridge's
+    gather of the tensor being exported, which every rank receives whole (a shard list and
+    their concatenation: twice the largest tensor under TP). (Bridge's own
+    `save_hf_pretrained` imports nvidia-modelopt, which is not part of the CPU stack; the
+    weights still come from Bridge's `export_hf_weights`.)"""
     out = Path(out_dir)
     bridge = auto_bridge(model_cfg)
     rank0 = not torch.distributed.is_initialized() or torch.distributed.get_rank() == 0
@@ -190,47 +150,10 @@ def save_hf_checkpoint(
                 load_tokenizer(model_cfg).hf.save_pretrained(out)
     stream = bridge.export_hf_weights(list(model_chunks), cpu=True, show_progress=False)
     if rank0:
-        _write_safetensors(stream, out, max_shard_bytes)
+        write_sharded(stream, out, max_shard_bytes)
     else:
         for _ in stream:  # every rank takes part in the gathers
             pass
     if torch.distributed.is_initialized():
         torch.distributed.barrier()
     return out
-
-
-def _write_safetensors(
-    stream: Iterator[tuple[str, torch.Tensor]], out: Path, max_shard_bytes: int
-) -> None:
-    shard: dict[str, torch.Tensor] = {}
-    shard_bytes = total_bytes = 0
-    files: list[Path] = []
-    shard_of: dict[str, int] = {}
-
-    def flush() -> None:
-        files.append(out / f"model-part-{len(files):05d}.safetensors.tmp")
-        save_file(shard, files[-1], metadata={"format": "pt"})
-        shard.clear()
-
-    for name, tensor in stream:
-        nbytes = tensor.numel() * tensor.element_size()
-        if shard and shard_bytes + nbytes > max_shard_bytes:
-            flush()
-            shard_bytes = 0
-        shard[name] = tensor.contiguous()
-        shard_of[name] = len(files)
-        shard_bytes += nbytes
-        total_bytes += nbytes
-    if shard:
-        flush()
-    if len(files) == 1:
-        files[0].rename(out / "model.safetensors")
-        return
-    names = [f"model-{i + 1:05d}-of-{len(files):05d}.safetensors" for i in range(len(files))]
-    for tmp, name in zip(files, names):
-        tmp.rename(out / name)
-    index = {
-        "metadata": {"total_size": total_bytes},
-        "weight_map": {k: names[i] for k, i in sorted(shard_of.items())},
-    }
-    (out / "model.safetensors.index.json").write_text(json.dumps(index, indent=2))

@@ -4,7 +4,7 @@
     provider = provider_for(cfg.model, cfg.parallel)      # VZeroQwen25VLProvider, finalized
     model = build_policy(cfg.model, cfg.parallel)         # one model chunk of this rank
 
-`provider_for` fills the provider from the named size (`vzero_nemo.models.sizes`), the
+`provider_for` fills the provider from the size's dimensions (`vzero_nemo.models.sizes`), the
 tokenizer's special-token ids, `ModelConfig` (dtype, sequence length, recompute, freezing) and
 `ParallelConfig` (TP / PP / VPP / sequence parallel are megatron config fields; the model code
 never branches on them). Where transformer-engine is absent (CPU, or a GPU
@@ -15,6 +15,7 @@ initialisation and no fused kernels; with TE it keeps Bridge's TE spec and fusio
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import torch
@@ -30,13 +31,16 @@ from megatron.core import parallel_state  # noqa: E402
 from megatron.core.enums import ModelType  # noqa: E402
 from megatron.core.process_groups_config import ProcessGroupCollection  # noqa: E402
 from megatron.core.transformer.enums import AttnBackend  # noqa: E402
-from transformers.models.qwen2_5_vl.configuration_qwen2_5_vl import (  # noqa: E402
-    Qwen2_5_VLVisionConfig,
-)
 
 from vzero_nemo.config import ModelConfig, ParallelConfig  # noqa: E402
+from vzero_nemo.models.hf_config import vision_config_for  # noqa: E402
 from vzero_nemo.models.qwen25vl import VZeroQwen25VLModel  # noqa: E402
-from vzero_nemo.models.sizes import Qwen25VLDims, dims_for, padded_vocab_size  # noqa: E402
+from vzero_nemo.models.sizes import (  # noqa: E402
+    Qwen25VLDims,
+    check_parallel,
+    model_dims,
+    padded_vocab_size,
+)
 from vzero_nemo.models.tokenizer import (  # noqa: E402
     SpecialTokenIds,
     VLTokenizer,
@@ -74,32 +78,12 @@ class VZeroQwen25VLProvider(Qwen25VLModelProvider):
         return model
 
 
-def vision_config_for(dims: Qwen25VLDims) -> Qwen2_5_VLVisionConfig:
-    """The transformers vision-tower config of a size (the tower is HF's module)."""
-    v = dims.vision
-    return Qwen2_5_VLVisionConfig(
-        depth=v.depth,
-        hidden_size=v.hidden_size,
-        hidden_act="silu",
-        intermediate_size=v.intermediate_size,
-        num_heads=v.num_heads,
-        in_channels=3,
-        patch_size=v.patch_size,
-        spatial_merge_size=v.spatial_merge_size,
-        temporal_patch_size=v.temporal_patch_size,
-        tokens_per_second=v.tokens_per_second,
-        window_size=v.window_size,
-        out_hidden_size=dims.hidden_size,
-        fullatt_block_indexes=list(v.fullatt_block_indexes),
-    )
-
-
 def model_vocab(
     model_cfg: ModelConfig, tokenizer: VLTokenizer | None = None
 ) -> tuple[SpecialTokenIds, int]:
     """(special-token ids, embedding rows) of the model of `model_cfg`."""
     ids = special_token_ids(model_cfg, tokenizer)
-    dims = dims_for(model_cfg.size)
+    dims = model_dims(model_cfg)
     if dims.vocab_size is not None:
         if tokenizer is not None and len(tokenizer) > dims.vocab_size:
             raise ValueError(
@@ -121,13 +105,15 @@ def provider_for(
     tokenizer: VLTokenizer | None = None,
     dims: Qwen25VLDims | None = None,
 ) -> VZeroQwen25VLProvider:
-    """A finalized provider for `model_cfg.size` under `parallel_cfg` (default: no
-    parallelism). No weights are allocated and no checkpoint is read: the special-token ids
-    and vocabulary size come from `model_vocab` (tiny: its tokenizer; 7B-72B: published).
-    `dims` replaces the size's dimensions (e.g. a reduced-depth model at a published width)."""
-    dims = dims or dims_for(model_cfg.size)
+    """A finalized provider for `model_cfg` under `parallel_cfg` (default: no parallelism).
+    No weights are allocated: the dimensions come from `sizes.model_dims` (a named size, or
+    `auto`: the checkpoint's config.json) unless `dims` replaces them (e.g. a reduced-depth
+    model at a published width), checked against the parallel layout; the special-token ids
+    and vocabulary size from `model_vocab` (tiny and auto: the tokenizer; 7B-72B: published)."""
+    dims = dims or model_dims(model_cfg)
     parallel_cfg = parallel_cfg or ParallelConfig()
     ids, vocab_size = model_vocab(model_cfg, tokenizer)
+    check_parallel(dataclasses.replace(dims, vocab_size=vocab_size), parallel_cfg, model_cfg)
     if model_cfg.params_dtype not in _DTYPES:
         raise ValueError(
             f"model.params_dtype={model_cfg.params_dtype!r}; use one of {list(_DTYPES)}"
@@ -204,16 +190,21 @@ def build_policy(
     vp_stage: int | None = None,
     tokenizer: VLTokenizer | None = None,
     dims: Qwen25VLDims | None = None,
+    initialize: bool = True,
 ) -> VZeroQwen25VLModel:
     """This rank's model chunk (`vp_stage` under VPP), randomly initialised from megatron's
     RNG state; weights come later from a checkpoint or `hf_convert.import_hf_weights`.
-    `pre_process` / `post_process` default to this rank's first / last pipeline stage."""
+    `pre_process` / `post_process` default to this rank's first / last pipeline stage.
+    `initialize=False` leaves megatron's weights unset for an import to fill: its CPU
+    initialisation draws every tensor's full fp32 master copy on every rank (5 GB for a
+    152064 x 8192 embedding), which an import would only overwrite."""
     if not parallel_state.model_parallel_is_initialized():
         raise ValueError(
             "megatron parallel state is not initialised; call "
             "vzero_nemo.parallel.initialize_parallel(...) before build_policy"
         )
     provider = provider_for(model_cfg, parallel_cfg, tokenizer=tokenizer, dims=dims)
+    provider.perform_initialization = initialize
     pg_collection = ProcessGroupCollection.use_mpu_process_groups()
     provider._pg_collection = pg_collection
     if pre_process is None:

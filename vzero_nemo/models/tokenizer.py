@@ -20,7 +20,8 @@ Qwen: <|endoftext|> (padding), <|im_start|>, <|im_end|> (end of turn), <|vision_
 <|vision_end|>, <|vision_pad|>, <|image_pad|>, <|video_pad|>; then <think>, </think>,
 <answer>, </answer> as ordinary added tokens (kept by `decode`). Real sizes load the
 checkpoint's tokenizer from a local directory (`local_files_only=True`); there <think> and
-<answer> are plain text pieces, which the same prompt code handles unchanged.
+<answer> are plain text pieces, which the same prompt code handles unchanged. `model.size=auto`
+takes its special-token ids from the checkpoint's tokenizer (wherever they sit).
 """
 
 from __future__ import annotations
@@ -146,6 +147,12 @@ class VLTokenizer:
         """Token ids that end a sampled response (Qwen2.5-VL's generation_config)."""
         return (self.im_end_id, self.pad_id)
 
+    @property
+    def chat_template(self) -> str | None:
+        """The checkpoint's own chat template (None for the tiny tokenizer)."""
+        template = getattr(self.hf, "chat_template", None)
+        return template if isinstance(template, str) and template else None
+
     def __len__(self) -> int:
         return len(self.hf)
 
@@ -157,7 +164,7 @@ class VLTokenizer:
         return self.hf.decode(list(ids), skip_special_tokens=skip_special_tokens)
 
 
-def _from_hf(hf: PreTrainedTokenizerBase, name: str) -> VLTokenizer:
+def from_hf_tokenizer(hf: PreTrainedTokenizerBase, name: str) -> VLTokenizer:
     ids = {tok: hf.convert_tokens_to_ids(tok) for tok in SPECIAL_TOKENS}
     unknown = hf.unk_token_id
     missing = [tok for tok, i in ids.items() if i is None or (unknown is not None and i == unknown)]
@@ -197,10 +204,11 @@ def load_tokenizer(model_cfg: ModelConfig) -> VLTokenizer:
 def special_token_ids(
     model_cfg: ModelConfig, tokenizer: VLTokenizer | None = None
 ) -> SpecialTokenIds:
-    """The special-token ids the model of `model_cfg` is built with. tiny: its tokenizer's.
-    7B / 32B / 72B: the published ids (no tokenizer needed to build a model); a tokenizer that
-    is given or configured (`tokenizer_path` / `hf_path`) must agree with them."""
-    if model_cfg.size == "tiny":
+    """The special-token ids the model of `model_cfg` is built with. tiny: its tokenizer's;
+    auto: the checkpoint's tokenizer's (`hf_convert.check_hf_config` checks them against its
+    config.json). 7B / 32B / 72B: the published ids (no tokenizer needed to build a model); a
+    tokenizer that is given or configured (`tokenizer_path` / `hf_path`) must agree with them."""
+    if model_cfg.size in ("tiny", "auto"):
         return (tokenizer or load_tokenizer(model_cfg)).special_ids
     if tokenizer is None and (model_cfg.tokenizer_path or model_cfg.hf_path):
         tokenizer = load_tokenizer(model_cfg)
@@ -220,7 +228,7 @@ def _load_local(path: str) -> VLTokenizer:
     if not Path(path).is_dir():
         raise ValueError(f"tokenizer directory {path!r} does not exist (nothing is downloaded)")
     hf = AutoTokenizer.from_pretrained(path, local_files_only=True)
-    return _from_hf(hf, name=path)
+    return from_hf_tokenizer(hf, name=path)
 
 
 @functools.lru_cache(maxsize=1)
@@ -239,7 +247,7 @@ def tiny_tokenizer() -> VLTokenizer:
         eos_token=IM_END,
         pad_token=ENDOFTEXT,
     )
-    return _from_hf(hf, name="tiny")
+    return from_hf_tokenizer(hf, name="tiny")
 
 
 # ---------------------------------------------------------------------- training text

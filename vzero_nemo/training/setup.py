@@ -27,19 +27,35 @@ class PolicyStack:
     scheduler: Any
 
 
-def build_chunks(cfg: VZeroConfig, tokenizer) -> list[Any]:
-    """This rank's model chunks, initialised from the seeded CPU generator."""
+def build_chunks(cfg: VZeroConfig, tokenizer, *, initialize: bool = True) -> list[Any]:
+    """This rank's model chunks, initialised from the seeded CPU generator (or left for an
+    import to fill with `initialize=False`)."""
     seed_all(cfg.train.seed)  # the reference is built from the same seed: same weights
     vpp = cfg.parallel.virtual_pipeline_model_parallel_size
     stages = [None] if vpp is None else list(range(vpp))
     chunks = []
     for vp_stage in stages:
-        model = build_policy(cfg.model, cfg.parallel, vp_stage=vp_stage, tokenizer=tokenizer)
+        model = build_policy(
+            cfg.model, cfg.parallel, vp_stage=vp_stage, tokenizer=tokenizer, initialize=initialize
+        )
         model.model_type = ModelType.encoder_or_decoder  # what megatron's schedules look up
         for param in model.parameters():  # DDP / optimizer read these on every parameter
             set_defaults_if_not_set_tensor_model_parallel_attributes(param)
         chunks.append(model.to(_device()))
     return chunks
+
+
+def _import_hf(cfg: VZeroConfig, policy: list[Any], reference: list[Any] | None) -> None:
+    """Policy weights from model.hf_path (streamed, sharded by Megatron-Bridge); the frozen
+    reference starts as an exact copy of them."""
+    from vzero_nemo.models.hf_convert import import_hf_weights
+
+    with engine.compat_scope():
+        import_hf_weights(policy, cfg.model)
+    for ref_chunk, chunk in zip(reference or [], policy):
+        weights = dict(chunk.named_parameters())
+        for name, param in ref_chunk.named_parameters():
+            param.data.copy_(weights[name].data)
 
 
 def _device():
@@ -54,13 +70,18 @@ def build_stack(
     """Everything a run trains with; `schedule` defaults to the self-play LR schedule."""
     par = initialize_parallel(cfg.parallel, cfg.train.seed)
     tokenizer = load_tokenizer(cfg.model)
-    policy = build_chunks(cfg, tokenizer)
-    reference = build_chunks(cfg, tokenizer) if with_reference else None
+    # The Hugging Face checkpoint (model.hf_path) is the starting point unless a Megatron
+    # one (model.init_checkpoint) is given; a resumed run overwrites the policy later.
+    from_hf = cfg.model.init_checkpoint is None and cfg.model.hf_path is not None
+    policy = build_chunks(cfg, tokenizer, initialize=not from_hf)
+    reference = build_chunks(cfg, tokenizer, initialize=not from_hf) if with_reference else None
     if cfg.model.init_checkpoint is not None:
         with engine.compat_scope():
             ckpt.load_weights(cfg.model.init_checkpoint, policy)
             if reference is not None:
                 ckpt.load_weights(cfg.model.init_checkpoint, reference)
+    elif from_hf:
+        _import_hf(cfg, policy, reference)
     if reference is not None:
         for chunk in reference:
             chunk.eval()

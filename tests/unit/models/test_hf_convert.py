@@ -133,3 +133,31 @@ def test_size_mismatch_is_rejected(hf_dir):
         hf_convert.auto_bridge(ModelConfig(size="7b", hf_path=str(hf_dir)))
     with pytest.raises(ValueError, match="no config.json"):
         hf_convert.auto_bridge(dataclasses.replace(CFG, hf_path=str(hf_dir / "nope")))
+
+
+def test_auto_size_takes_the_checkpoint_config(imported, hf_dir):
+    """`model.size=auto` builds the same model from the checkpoint's config.json as the named
+    size, skips the random init and imports the same weights."""
+    from vzero_nemo.models import hf_convert
+    from vzero_nemo.models.provider import build_policy, provider_for
+
+    cfg, model = imported
+    auto = dataclasses.replace(cfg, size="auto")
+    named, read = provider_for(cfg), provider_for(auto)
+    fields = ("num_layers", "hidden_size", "ffn_hidden_size", "num_attention_heads")
+    fields += ("num_query_groups", "kv_channels", "vocab_size", "mrope_section", "rotary_base")
+    fields += ("image_token_id", "share_embeddings_and_output_weights", "layernorm_epsilon")
+    assert {f: getattr(read, f) for f in fields} == {f: getattr(named, f) for f in fields}
+    assert read.vision_config.to_dict() == named.vision_config.to_dict()
+    auto_model = build_policy(auto, initialize=False)
+    hf_convert.import_hf_weights([auto_model], auto)
+    ours = dict(model.named_parameters())
+    for name, param in auto_model.named_parameters():
+        assert torch.equal(param, ours[name]), name
+
+
+def test_bf16_policy_holds_every_parameter_in_bf16(megatron_1proc):
+    from vzero_nemo.models.provider import build_policy
+
+    model = build_policy(dataclasses.replace(CFG, params_dtype="bf16"))
+    assert {p.dtype for p in model.parameters()} == {torch.bfloat16}
