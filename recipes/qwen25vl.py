@@ -18,8 +18,13 @@ from recipes.base import base_config
 from vzero_nemo.config import VZeroConfig
 
 
-def _qwen25vl(name: str, size: str, tp: int, pp: int, games: int, micro_batch: int) -> VZeroConfig:
+def _qwen25vl(
+    name: str, size: str, nodes: int, tp: int, pp: int, games: int, micro_batch: int
+) -> VZeroConfig:
     cfg = base_config(name)
+    cfg.launch.nodes = nodes
+    cfg.launch.gpus_per_node = 8
+    cfg.launch.gpu = "h100-80gb"
     cfg.model.size = size  # type: ignore[assignment]
     cfg.model.hf_path = f"/checkpoints/Qwen2.5-VL-{size.upper()}-Instruct"
     cfg.model.params_dtype = "bf16"
@@ -45,7 +50,7 @@ def qwen25vl_7b_1n8g() -> VZeroConfig:
     """7B on 1 node (the paper's setting). TP=2, PP=1, DP=4: P = 8.3B / 2 = 4.2B;
     2P + 4P + 12P/4 + 2P = 8.3 + 16.6 + 12.5 + 8.3 = 46 GB, ~30 GB left for activations
     (selective recompute) and the KV cache of 64 games x 4 seats."""
-    cfg = _qwen25vl("qwen25vl_7b_1n8g", "7b", tp=2, pp=1, games=64, micro_batch=4)
+    cfg = _qwen25vl("qwen25vl_7b_1n8g", "7b", nodes=1, tp=2, pp=1, games=64, micro_batch=4)
     cfg.model.recompute = "selective"
     return cfg
 
@@ -54,7 +59,7 @@ def qwen25vl_32b_4n8g() -> VZeroConfig:
     """32B on 4 nodes. TP=8, PP=2, DP=2: P = 33.5B / 16 = 2.1B;
     2P + 4P + 12P/2 + 2P = 4.2 + 8.4 + 12.6 + 4.2 = 29 GB; full recompute keeps the 4k-token
     activations of a micro-batch of 2 under ~10 GB."""
-    cfg = _qwen25vl("qwen25vl_32b_4n8g", "32b", tp=8, pp=2, games=64, micro_batch=2)
+    cfg = _qwen25vl("qwen25vl_32b_4n8g", "32b", nodes=4, tp=8, pp=2, games=64, micro_batch=2)
     cfg.model.recompute = "full"
     return cfg
 
@@ -66,7 +71,7 @@ def qwen25vl_72b_8n8g() -> VZeroConfig:
     KV cache: 8 KV heads x 128 dims x (K, V) x bf16 = 4 KB per token per layer; TP 8 leaves
     one KV head (0.5 KB) and PP 4 leaves 20 layers per GPU: 10 KB per token. The largest turn
     (64 games x 8 votes = 512 sequences x 4k tokens) needs ~20 GB of the ~40 GB left."""
-    cfg = _qwen25vl("qwen25vl_72b_8n8g", "72b", tp=8, pp=4, games=64, micro_batch=1)
+    cfg = _qwen25vl("qwen25vl_72b_8n8g", "72b", nodes=8, tp=8, pp=4, games=64, micro_batch=1)
     cfg.model.recompute = "full"
     cfg.model.offload_reference = True
     return cfg

@@ -4,6 +4,12 @@
     torchrun --nproc-per-node 2 -m vzero_nemo.train --recipe tiny_cpu       # DP=2 on gloo
     python -m vzero_nemo.train --recipe qwen25vl_72b_8n8g --dry-run         # print and exit
 
+`--dry-run` resolves the recipe for its own job shape (`launch.nodes` x `launch.gpus_per_node`,
+overridable; WORLD_SIZE when a launcher sets it) in one process without a GPU, prints the
+layout (TP/PP/DP, batch, each pipeline stage's layers and parameters), the planner's memory
+per GPU (`vzero_nemo.plan`) and the resolved config, and exits 2 with the planner's numbers
+when the recipe does not fit its GPUs.
+
 Overrides are NeMo-style dotted `key=value` words (`train.lr=5e-6 game.vote_mode=civilians`,
 `preset=official_code`), type-checked against the config tree; an unknown key is an error that
 names the closest valid keys. Everything that can be checked cheaply (recipe name, override
@@ -34,17 +40,34 @@ def check_paths(cfg: VZeroConfig) -> None:
         raise ValueError(f"model.hf_path={cfg.model.hf_path!r} is not a directory")
 
 
+def dry_run(cfg: VZeroConfig) -> int:
+    """Print the layout, the planner's memory per GPU and the config; fail if it cannot fit."""
+    from vzero_nemo.plan import plan_config
+    from vzero_nemo.plan.report import does_not_fit_message, layout_text
+
+    try:
+        plan = plan_config(cfg)
+    except ValueError as err:
+        fail(str(err))
+    print(layout_text(cfg, plan.job, plan.memory, plan.device, plan.capacity_bytes))
+    print(cfg.format())
+    if not plan.fits:
+        fail(does_not_fit_message(cfg, plan.memory, plan.capacity_bytes))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m vzero_nemo.train",
         description="Vision-Zero self-play training (Iterative-SPO) on megatron-core.",
     )
     add_config_arguments(parser, default_recipe=None)
-    parser.add_argument("--dry-run", action="store_true", help="print the resolved config and exit")
-    args, cfg = config_from_argv(parser, argv)
+    parser.add_argument(
+        "--dry-run", action="store_true", help="print the layout, planned memory and config; exit"
+    )
+    args, cfg = config_from_argv(parser, argv, lambda a: "launch" if a.dry_run else None)
     if args.dry_run:
-        print(cfg.format())
-        return 0
+        return dry_run(cfg)
     try:
         check_paths(cfg)
     except ValueError as err:

@@ -33,7 +33,7 @@ from transformers import Qwen2_5_VLConfig  # noqa: E402
 
 from vzero_nemo.config import ModelConfig  # noqa: E402
 from vzero_nemo.models.provider import model_vocab, vision_config_for  # noqa: E402
-from vzero_nemo.models.sizes import dims_for  # noqa: E402
+from vzero_nemo.models.sizes import dims_for, uses_project_tokenizer  # noqa: E402
 from vzero_nemo.models.tokenizer import (  # noqa: E402
     VLTokenizer,
     load_tokenizer,
@@ -117,7 +117,9 @@ def check_hf_config(
     """ValueError listing every field where a checkpoint's config differs from the named size:
     dimensions first, then the special-token ids (which may load the checkpoint's tokenizer)."""
     published = dataclasses.replace(model_cfg, hf_path=None, tokenizer_path=None)
-    want = _summary(hf_config_for(published, tokenizer if model_cfg.size == "tiny" else None))
+    want = _summary(
+        hf_config_for(published, tokenizer if uses_project_tokenizer(model_cfg.size) else None)
+    )
     _raise_on_diffs(_summary(config), want, model_cfg)
     ids = special_token_ids(model_cfg, tokenizer)
     have_ids = {
@@ -186,7 +188,7 @@ def save_hf_checkpoint(
             bridge.hf_pretrained.save_artifacts(out)
         else:
             hf_config_for(model_cfg).save_pretrained(out)
-            if model_cfg.size == "tiny":
+            if uses_project_tokenizer(model_cfg.size):
                 load_tokenizer(model_cfg).hf.save_pretrained(out)
     stream = bridge.export_hf_weights(list(model_chunks), cpu=True, show_progress=False)
     if rank0:

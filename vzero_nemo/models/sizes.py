@@ -14,7 +14,7 @@ image becomes a 3x3 grid of 9 image tokens, one per 16-px cell of the CLEVR grid
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -126,6 +126,30 @@ SIZES: dict[str, Qwen25VLDims] = {
         hf_model_id="Qwen/Qwen2.5-VL-72B-Instruct",
     ),
 }
+
+
+# The same architecture at other sizes, on the project's tokenizer (no checkpoint needed):
+# half and twice the tiny language model's width and depth (the model-size study, same
+# vision tower), and the 7B widths at one language layer and one vision block (memory
+# cross-checks of the planner on CPU).
+SIZES["tiny_s"] = replace(
+    SIZES["tiny"], num_layers=2, hidden_size=64, ffn_hidden_size=256, num_attention_heads=2,
+    num_query_groups=1,
+)  # fmt: skip
+SIZES["tiny_l"] = replace(
+    SIZES["tiny"], num_layers=8, hidden_size=256, ffn_hidden_size=1024, num_attention_heads=8,
+    num_query_groups=4,
+)  # fmt: skip
+SIZES["7b_1layer"] = replace(
+    SIZES["7b"], num_layers=1, vocab_size=None, hf_model_id=None,
+    vision=replace(SIZES["7b"].vision, depth=1, fullatt_block_indexes=(0,)),
+)  # fmt: skip
+
+
+def uses_project_tokenizer(size: str) -> bool:
+    """Sizes embedding the project's own tokenizer (`vocab_size` None): built without a
+    checkpoint, their special-token ids are the tokenizer's."""
+    return size in SIZES and SIZES[size].vocab_size is None
 
 
 def dims_for(size: str) -> Qwen25VLDims:
