@@ -48,6 +48,8 @@ class Model:
     """transformer-engine fused attention and SwiGLU (GPU) keep no attention scores; the
     local kernels (CPU) keep the softmax and an expanded copy of K/V per head."""
     freeze_vision: bool = False
+    with_vision: bool = True
+    """False plans a text-only model of the same language dimensions (no vision tower)."""
     with_reference: bool = True
     """A frozen reference is scored (KL coefficient > 0)."""
 

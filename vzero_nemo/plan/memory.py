@@ -93,7 +93,7 @@ def stage_params(model: Model, layout: Layout, stage: int) -> StageParams:
         language += rows // layout.tp
     if stage == layout.pp - 1:
         language += h + (rows // layout.tp if not d.tie_word_embeddings or layout.pp > 1 else 0)
-    vision = counts["vision"] if stage == 0 else 0
+    vision = counts["vision"] if stage == 0 and model.with_vision else 0
     return StageParams(stage=stage, layer_ranges=ranges, language=language, vision=vision)
 
 
@@ -132,40 +132,42 @@ def static_bytes(model: Model, layout: Layout, params: StageParams) -> dict[str,
 
 
 def layer_activation_bytes(model: Model, layout: Layout, tokens: int, rows: int) -> int:
-    """Bytes one language layer keeps for backward for one micro-batch (no recompute)."""
-    d, e, t = model.dims, model.dtype_bytes, layout.tp
+    """Bytes one language layer keeps for backward for one micro-batch under
+    `layout.recompute` none / selective (full: see `training_bytes`)."""
+    d, t = model.dims, layout.tp
     sbh = tokens * rows * d.hidden_size
     sbf = tokens * rows * d.ffn_hidden_size
-    unsplit = 4 * sbh * e // (t if layout.sequence_parallel else 1)
-    kv_heads = d.num_query_groups if model.fused_kernels else d.num_attention_heads
-    kv = 2 * tokens * rows * kv_heads * d.head_dim
-    attention = (2 * sbh + kv) * e
-    mlp = (3 if model.fused_kernels else 4) * sbf * e
-    scores = 0
-    if not model.fused_kernels and layout.recompute == "none":
-        scores = d.num_attention_heads * tokens * tokens * rows * e
-    if layout.recompute == "selective" and not model.fused_kernels:
-        attention = (2 * sbh + 2 * tokens * rows * d.num_query_groups * d.head_dim) * e
-    return unsplit + (attention + mlp + scores) // t
+    kv = 2 * tokens * rows * d.num_query_groups * d.head_dim  # K and V at the KV groups
+    unsplit_div = t if layout.sequence_parallel else 1
+    if model.fused_kernels:
+        # transformer-engine: each LayerNormLinear keeps its input and normalized output;
+        # flash attention keeps q, k, v and its output (linear_proj's input); the fused
+        # SwiGLU keeps fc1's output, fc2 its input. Selective recompute changes nothing.
+        unsplit, split = 4 * sbh, 2 * sbh + kv + 3 * sbf
+    else:
+        # megatron's local kernels (CPU): each RMSNorm keeps its input and normalized values,
+        # the linear after it their scaled output; M-RoPE keeps cos/sin; core attention keeps
+        # q and k, v expanded to every head, and the softmax; SwiGLU keeps fc1's output, the
+        # silu, and the product (fc2's input). Selective recompute keeps q, k, v instead.
+        unsplit = 6 * sbh + 4 * tokens * rows * d.head_dim
+        if layout.recompute == "selective":
+            split = 2 * sbh + kv + 5 * sbf
+        else:
+            split = 4 * sbh + 5 * sbf + d.num_attention_heads * tokens * tokens * rows
+    return (unsplit // unsplit_div + split // t) * model.dtype_bytes
 
 
 def vision_activation_bytes(model: Model, patches: int, images: int) -> int:
-    """Bytes the vision tower keeps for backward for `images` images of `patches` patches."""
+    """Bytes the vision tower (Hugging Face's module, SDPA / flash attention) keeps for
+    backward for `images` images of `patches` patches: per block both RMSNorms' inputs and
+    normalized values, the qkv / proj / gate inputs, q, k, v, the attention output and its
+    rotary tables, the SwiGLU's four f-wide tensors; the merger's norm and MLP; the patches."""
     v, e = model.dims.vision, model.dtype_bytes
     p = patches * images
-    per_block = (8 * v.hidden_size + 4 * v.intermediate_size) * p * e
-    window = (v.window_size // v.patch_size) ** 2
-    full_blocks = sum(1 for i in v.fullatt_block_indexes if i < v.depth)
-    scores = 0
-    if not model.fused_kernels:
-        scores = (
-            v.num_heads
-            * p
-            * e
-            * ((v.depth - full_blocks) * min(window, patches) + full_blocks * patches)
-        )
-    merger = 3 * p * v.hidden_size * e
-    return v.depth * per_block + scores + merger
+    per_block = (13 * v.hidden_size + 4 * v.intermediate_size) * p * e
+    merger = 5 * p * v.hidden_size * e
+    pixels = p * 3 * v.temporal_patch_size * v.patch_size**2 * e
+    return v.depth * per_block + merger + pixels
 
 
 def in_flight(layout: Layout, stage: int, micro_batches: int) -> int:
@@ -178,26 +180,29 @@ def in_flight(layout: Layout, stage: int, micro_batches: int) -> int:
 
 def training_bytes(job: Job, params: StageParams) -> dict[str, int]:
     model, layout, work = job.model, job.layout, job.work
-    b, s = layout.micro_batch, work.seq_tokens
+    b, s, e = layout.micro_batch, work.seq_tokens, model.dtype_bytes
     micro_batches = max(1, -(-work.step_sequences_per_rank(layout.dp) // b))
     chunks = in_flight(layout, params.stage, micro_batches)
     layers_per_chunk = params.num_layers // (layout.vpp or 1)
-    full = layer_activation_bytes(model, layout, s, b)
-    out: dict[str, int] = {}
+    sbh = s * b * model.dims.hidden_size
+    no_recompute = layer_activation_bytes(model, replace(layout, recompute="none"), s, b)
     if layout.recompute == "full":
-        boundary = s * b * model.dims.hidden_size * model.dtype_bytes
-        boundary //= layout.tp if layout.sequence_parallel else 1
-        out["activations"] = chunks * layers_per_chunk * boundary + full
+        per_layer = sbh * e // (layout.tp if layout.sequence_parallel else 1)
     else:
-        out["activations"] = chunks * layers_per_chunk * full
-    if params.stage == 0:
+        per_layer = layer_activation_bytes(model, layout, s, b)
+    out = {"activations": chunks * layers_per_chunk * per_layer}
+    if params.stage == 0 and model.with_vision and work.image_patches:
         out["vision activations"] = min(layout.pp, micro_batches) * vision_activation_bytes(
             model, work.image_patches, b
         )
+    logits = b * s * (model.vocab_size // layout.tp) * FP32
     if params.stage == layout.pp - 1:
-        out["logits + loss"] = (
-            b * s * (model.vocab_size // layout.tp) * (model.dtype_bytes + 2 * FP32)
-        )
+        # fp32 softmax of the cross entropy, the final norm's and output layer's inputs
+        out["logits + loss"] = logits + 3 * sbh * e
+    # Backward holds a layer's activation gradients next to its activations (two layers'
+    # worth; under full recompute also the recomputed set) and, last stage, the logits'.
+    working = no_recompute * (3 if layout.recompute == "full" else 2)
+    out["backward working set"] = working + (logits if params.stage == layout.pp - 1 else 0)
     return out
 
 
@@ -231,6 +236,8 @@ def largest_call(work: Workload, dp: int) -> tuple[int, int, int]:
 
 def rollout_bytes(job: Job, params: StageParams) -> dict[str, int]:
     model, layout, work = job.model, job.layout, job.work
+    if not work.turns:  # no rollout planned (e.g. supervised fine-tuning)
+        return {}
     d, e, t = model.dims, model.dtype_bytes, layout.tp
     rows, unique, length = largest_call(work, layout.dp)
     kv_groups = max(1, d.num_query_groups // t)
@@ -238,7 +245,7 @@ def rollout_bytes(job: Job, params: StageParams) -> dict[str, int]:
     prompt = max(1, length - max(turn.new_tokens for turn in work.turns))
     packed = unique * prompt
     out["prefill working set"] = packed * (3 * d.ffn_hidden_size // t + 4 * d.hidden_size) * e
-    if params.stage == 0:
+    if params.stage == 0 and model.with_vision and work.image_patches:
         v = d.vision
         out["vision forward"] = (
             unique * work.image_patches * (2 * v.intermediate_size + 4 * v.hidden_size) * e

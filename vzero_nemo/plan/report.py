@@ -26,7 +26,7 @@ def batch_lines(job: Job) -> list[str]:
         f"batch: {work.games} games per iteration -> {work.games * work.trained_per_game} "
         f"trained sequences (decision stage), {work.steps_per_iteration} optimizer step(s): "
         f"global batch {per_rank * layout.dp} sequences, {per_rank} per DP rank = "
-        f"{micro} micro-batches of {layout.micro_batch}",
+        f"{micro} micro-batch(es) of {layout.micro_batch} rows",
     ]
 
 

@@ -50,6 +50,8 @@ class IterationTime:
 def dense_params(model: Model) -> tuple[int, int]:
     """(language parameters that do matmul work per token, vision parameters)."""
     counts = num_parameters(model.dims, model.vocab_size)
+    if not model.with_vision:
+        counts["vision"] = 0
     input_embedding = model.vocab_size * model.dims.hidden_size
     if model.dims.tie_word_embeddings:
         input_embedding = 0  # the shared matrix is the output layer
@@ -61,6 +63,8 @@ def forward_flops(model: Model, tokens: int, images: int, patches: int) -> float
     language, vision = dense_params(model)
     d = model.dims
     flops = 2.0 * language * tokens + 2.0 * d.num_layers * tokens**2 * d.hidden_size
+    if not model.with_vision or not patches:
+        return flops
     v = d.vision
     window = min(patches, (v.window_size // v.patch_size) ** 2)
     full = sum(1 for i in v.fullatt_block_indexes if i < v.depth)
