@@ -148,7 +148,7 @@ def test_plan_cli_by_size_and_bad_device():
     )  # fmt: skip
     out = run("--size", "72b", "--nodes", "8", "--gpus-per-node", "8", "--gpu", "h100-80gb")
     assert out.returncode == 0, out.stderr
-    assert "layout: TP=8 PP=4 DP=2 EP=1 on 8 node(s)" in out.stdout
+    assert "layout: TP=8 PP=4 DP=2 EP=1, world size 64 on h100-80gb" in out.stdout
     assert re.search(r"layouts of 64 GPUs \(\d+ of \d+ fit\)", out.stdout)
     bad = run("--recipe", "qwen25vl_72b_8n8g", "launch.gpu=h300")
     assert bad.returncode == 2 and "launch.gpu='h300' is not allowed" in bad.stderr

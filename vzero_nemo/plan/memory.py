@@ -16,12 +16,13 @@ frozen reference when resident. Phases add what lives only then:
   module that megatron's recompute does not reach) on the first stage; the logits and
   fp32 cross-entropy of one micro-batch on the last stage.
 
-Per-layer activations (s tokens, b rows, h hidden, f FFN, g KV groups, d head dim, a heads, t
-TP, e bytes): 4sbh*e not split by TP unless sequence parallel (two norm inputs, the two
-linear inputs after them); split by TP: q, k, v, the attention output and the MLP
-(fused kernels: q, k, v at g groups, fc1's 2f output and fc2's input; local kernels: k, v
-expanded to a heads, the softmax a*s^2*b, SwiGLU's silu output and product). Selective
-recompute drops the softmax; full recompute keeps each layer's input plus one layer's full set.
+Per-layer activations are counted tensor by tensor for the two kernel sets megatron uses
+(`layer_activation_bytes`: transformer-engine's fused kernels on GPU, the local ones on CPU),
+the vision tower's for Hugging Face's module (`vision_activation_bytes`), and checked against
+what autograd really keeps in a CPU training step (`plan.measure`, `plan.crosscheck`:
+docs/results/planner_crosscheck.md). Backward's working set is taken as two layers' worth of
+activations (a layer's gradients next to its activations; three under full recompute) plus
+the logits' gradient, within the stated error of the measured peaks.
 """
 
 from __future__ import annotations

@@ -68,8 +68,8 @@ def layout_text(
     """What `train --dry-run` prints before the config listing."""
     la = cfg.launch
     lines = [
-        f"layout: {job.layout.describe()} on {la.nodes} node(s) x {la.gpus_per_node} "
-        f"{'process(es)' if la.gpu == 'cpu' else 'GPUs'} ({la.gpu}), world size {cfg.world_size}",
+        f"layout: {job.layout.describe()}, world size {cfg.world_size} on {la.gpu} "
+        f"(launch.nodes={la.nodes} x launch.gpus_per_node={la.gpus_per_node})",
         *batch_lines(job),
         *stage_lines(job),
         *memory_lines(memory, capacity, device, job.work.seq_tokens),
