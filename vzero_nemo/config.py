@@ -564,7 +564,8 @@ def finalize(cfg: VZeroConfig, world_size: int = 1) -> None:
         world_size % (tp * pp) == 0,
         f"world size {world_size} is not divisible by TP*PP = {tp}*{pp} = {tp * pp}; "
         "change parallel.tensor_model_parallel_size / pipeline_model_parallel_size or the "
-        "number of processes",
+        "number of processes (a dry-run or plan without WORLD_SIZE: launch.nodes x "
+        "launch.gpus_per_node)",
     )
     dp = world_size // (tp * pp)
     _require(

@@ -90,7 +90,7 @@ def make_data(path: Path) -> None:
     subprocess.run(cmd, check=True, timeout=600)
 
 
-def trained_tokens_and_flops(tr, result, cfg: VZeroConfig) -> tuple[float, float]:
+def trained_tokens_and_flops(result, cfg: VZeroConfig) -> tuple[float, float]:
     """(tokens, model FLOPs) of the sequences the iteration trained, summed over DP ranks."""
     from vzero_nemo.parallel.groups import all_reduce_sum
     from vzero_nemo.plan.job import model_from_config
@@ -127,7 +127,7 @@ def measure(tr, cfg: VZeroConfig, iterations: int, warmup: int, peak: Peak) -> l
         if index < warmup:
             continue
         m = result.metrics
-        tokens, flops = trained_tokens_and_flops(tr, result, cfg)
+        tokens, flops = trained_tokens_and_flops(result, cfg)
         generated = m["perf/rollout_tokens_per_s"] * m["time/rollout_s"]
         rows.append(
             {
@@ -233,7 +233,6 @@ def main(argv: list[str] | None = None) -> dict:
 def run(cfg: VZeroConfig, args: argparse.Namespace) -> dict:
     from vzero_nemo.training.loop import setup_trainer, shutdown
 
-    torch.set_num_threads(max(1, torch.get_num_threads()))
     tr = setup_trainer(cfg)
     try:
         peak = device_peak(tr.par.device)
