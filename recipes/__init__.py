@@ -4,7 +4,9 @@
     cfg = get_recipe("qwen25vl_72b_8n8g")
 
 A recipe changes fields; it never copies another recipe's body. Users change more fields
-with `key=value` overrides on the command line (see `vzero_nemo.train`).
+with `key=value` overrides on the command line (see `vzero_nemo.train`). Each recipe states
+the job shape it is laid out for in `cfg.launch` (nodes x GPUs per node, GPU type), which
+`--dry-run` and the planner (`python -m vzero_nemo.plan`) resolve without a cluster.
 """
 
 from __future__ import annotations
@@ -22,15 +24,6 @@ RECIPES: dict[str, Callable[[], VZeroConfig]] = {
     "qwen25vl_7b_1n8g": qwen25vl_7b_1n8g,
     "qwen25vl_32b_4n8g": qwen25vl_32b_4n8g,
     "qwen25vl_72b_8n8g": qwen25vl_72b_8n8g,
-}
-
-# Processes each recipe is laid out for (nodes x GPUs per node); the CPU recipes run anywhere.
-RECIPE_WORLD_SIZES: dict[str, int] = {
-    "tiny_cpu": 1,
-    "tiny_cpu_long": 1,
-    "qwen25vl_7b_1n8g": 8,
-    "qwen25vl_32b_4n8g": 32,
-    "qwen25vl_72b_8n8g": 64,
 }
 
 

@@ -3,7 +3,7 @@
 #
 #   cd vzero_nemo && sbatch slurm/vzero_7b.sh                         # the recipe as is
 #   sbatch --nodes=2 slurm/vzero_7b.sh parallel.tensor_model_parallel_size=8 train.lr=5e-6
-#   VZERO_RUN_DIR=/lustre/runs/vzero_7b-123 sbatch slurm/vzero_7b.sh  # resume a finished job's run
+#   VZERO_RUN_DIR=/lustre/runs/qwen25vl_7b_1n8g-123 sbatch slurm/vzero_7b.sh  # resume a finished job's run
 #   sbatch slurm/vzero_7b.sh --dry-run                                # print the resolved config
 #
 # Arguments after the script are trainer overrides (key=value) passed verbatim to
@@ -27,7 +27,7 @@ export VZERO_IMAGE="${VZERO_IMAGE:-nvcr.io/nvidia/nemo:26.08}"
 export VZERO_LAUNCH="${VZERO_LAUNCH:-container}"  # or venv: $VZERO_VENV/bin/python on the host
 export VZERO_DATA_DIR="${VZERO_DATA_DIR:-/data/vzero/clevr}"
 export VZERO_HF_PATH="${VZERO_HF_PATH:-/checkpoints/Qwen2.5-VL-7B-Instruct}"
-export VZERO_RUN_DIR="${VZERO_RUN_DIR:-$PWD/runs/vzero_7b-$SLURM_JOB_ID}"
+export VZERO_RUN_DIR="${VZERO_RUN_DIR:-$PWD/runs/$RECIPE-$SLURM_JOB_ID}"  # named for the recipe
 export VZERO_CKPT_DIR="${VZERO_CKPT_DIR:-$VZERO_RUN_DIR/checkpoints}"
 export VZERO_EXTRA_MOUNTS="${VZERO_EXTRA_MOUNTS:-}"  # more pyxis mounts: src:dst[,src:dst]
 

@@ -24,7 +24,7 @@
 RECIPE="${VZERO_RECIPE:-tiny_cpu}"
 export VZERO_DEVICE=cpu  # gloo, no container, VZERO_NPROC_PER_NODE processes per node (default 1)
 export VZERO_DATA_DIR="${VZERO_DATA_DIR:-$PWD/runs/tiny_cpu/data}"
-export VZERO_RUN_DIR="${VZERO_RUN_DIR:-$PWD/runs/vzero_tiny_cpu-$SLURM_JOB_ID}"
+export VZERO_RUN_DIR="${VZERO_RUN_DIR:-$PWD/runs/$RECIPE-$SLURM_JOB_ID}"  # named for the recipe
 export VZERO_CKPT_DIR="${VZERO_CKPT_DIR:-$VZERO_RUN_DIR/checkpoints}"
 
 # ---- launch ----

@@ -17,10 +17,17 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from collections.abc import Callable
+from typing import Literal
 
 from vzero_nemo.config import VZeroConfig
 
 USAGE_ERROR = 2
+
+WorldSize = int | Literal["env", "launch"] | None
+"""How `build_config` sizes the job: a number; `env` (None): WORLD_SIZE, else 1 process;
+`launch`: WORLD_SIZE when set, else the recipe's own `launch.nodes x launch.gpus_per_node`
+(after overrides), so a dry-run or a plan resolves a 64-GPU recipe on one CPU process."""
 
 
 def world_size_from_env() -> int:
@@ -28,15 +35,23 @@ def world_size_from_env() -> int:
     return int(os.environ.get("WORLD_SIZE", "1"))
 
 
+def resolve_world_size(cfg: VZeroConfig, world_size: WorldSize) -> int:
+    if isinstance(world_size, int):
+        return world_size
+    if world_size == "launch" and "WORLD_SIZE" not in os.environ:
+        return cfg.launch.world_size
+    return world_size_from_env()
+
+
 def build_config(
-    recipe: str, overrides: list[str] | tuple[str, ...] = (), world_size: int | None = None
+    recipe: str, overrides: list[str] | tuple[str, ...] = (), world_size: WorldSize = None
 ) -> VZeroConfig:
     """Recipe -> overrides -> finalize. Raises ValueError naming any bad input."""
     from recipes import get_recipe
 
     cfg = get_recipe(recipe)
     cfg.apply_overrides(list(overrides))
-    cfg.finalize(world_size_from_env() if world_size is None else world_size)
+    cfg.finalize(resolve_world_size(cfg, world_size))
     return cfg
 
 
@@ -61,11 +76,16 @@ def fail(message: str) -> None:
 
 
 def config_from_argv(
-    parser: argparse.ArgumentParser, argv: list[str] | None, world_size: int | None = None
+    parser: argparse.ArgumentParser,
+    argv: list[str] | None,
+    world_size: WorldSize | Callable[[argparse.Namespace], WorldSize] = None,
 ) -> tuple[argparse.Namespace, VZeroConfig]:
     """Parse `argv` (flags may come after overrides) and build the config; a bad recipe or
-    override prints `error: ...` and exits 2."""
+    override prints `error: ...` and exits 2. `world_size` may depend on the parsed flags
+    (e.g. `--dry-run` sizes the job from the recipe's launch shape)."""
     args = parser.parse_intermixed_args(argv)
+    if callable(world_size):
+        world_size = world_size(args)
     try:
         cfg = build_config(args.recipe, args.overrides, world_size)
     except ValueError as err:

@@ -1,9 +1,9 @@
 """Typed configuration tree for a Vision-Zero run, with NeMo-style `key=value` overrides.
 
 A run is described by one `VZeroConfig`: a tree of kw-only dataclasses (model, parallel,
-game, rollout, grpo, spo, data, train, checkpoint, logging). Recipes (`recipes/`) are small
-functions that return a config with some fields changed; users then change more fields from
-the command line:
+game, rollout, grpo, spo, data, train, pretrain, eval, launch, checkpoint, logging). Recipes
+(`recipes/`) are small functions that return a config with some fields changed; users then
+change more fields from the command line:
 
     python -m vzero_nemo.train --recipe tiny_cpu train.iterations=20 game.vote_mode=civilians
 
@@ -27,6 +27,8 @@ import typing
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from vzero_nemo.models.sizes import uses_project_tokenizer
+
 Stage = Literal["decision", "clue"]
 PRESETS = ("paper", "official_code")
 PRETRAIN_TASKS = ("caption", "describe", "exists", "vote", "wrong")
@@ -34,10 +36,12 @@ PRETRAIN_TASKS = ("caption", "describe", "exists", "vote", "wrong")
 
 @dataclass(kw_only=True, slots=True)
 class ModelConfig:
-    size: Literal["tiny", "7b", "32b", "72b", "auto"] = "tiny"
+    size: Literal["tiny", "tiny_s", "tiny_l", "7b_1layer", "7b", "32b", "72b", "auto"] = "tiny"
     """Named Qwen2.5-VL size. `tiny` is a few-million-parameter model of the same
-    architecture that runs on CPU; the others match the published checkpoints. `auto` takes
-    the dimensions from `hf_path/config.json` (any Qwen2.5-VL: 3B, depth-reduced models)."""
+    architecture that runs on CPU (`tiny_s` / `tiny_l`: half / twice its language model's
+    width and depth; `7b_1layer`: the 7B widths at one layer, for memory checks); 7b / 32b /
+    72b match the published checkpoints. `auto` takes the dimensions from
+    `hf_path/config.json` (any Qwen2.5-VL: 3B, depth-reduced models)."""
     hf_path: str | None = None
     """Local directory of a Hugging Face Qwen2.5-VL checkpoint (weights, tokenizer, processor)
     to import. Never downloaded: it must exist on disk."""
@@ -290,6 +294,23 @@ class EvalConfig:
 
 
 @dataclass(kw_only=True, slots=True)
+class LaunchConfig:
+    """The job shape a recipe is laid out for. `python -m vzero_nemo.train --dry-run` and
+    `python -m vzero_nemo.plan` resolve the layout for it when no WORLD_SIZE is set; a launched
+    job's world size comes from torchrun / Slurm (`sbatch --nodes=16` scales DP)."""
+
+    nodes: int = 1
+    gpus_per_node: int = 1
+    """Processes per node: one per GPU (CPU recipes: processes)."""
+    gpu: Literal["h100-80gb", "h200-141gb", "a100-80gb", "cpu"] = "cpu"
+    """Device the planner sizes memory and time for (`vzero_nemo.plan.devices`)."""
+
+    @property
+    def world_size(self) -> int:
+        return self.nodes * self.gpus_per_node
+
+
+@dataclass(kw_only=True, slots=True)
 class CheckpointConfig:
     dir: str | None = None
     """Checkpoint directory; None derives `<logging.dir>/checkpoints`."""
@@ -336,6 +357,7 @@ class VZeroConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
     pretrain: PretrainConfig = field(default_factory=PretrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
+    launch: LaunchConfig = field(default_factory=LaunchConfig)
     checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
     logging: LoggingConfig = field(default_factory=LoggingConfig)
     world_size: int | None = None
@@ -602,7 +624,8 @@ def finalize(cfg: VZeroConfig, world_size: int = 1) -> None:
         world_size % (tp * pp) == 0,
         f"world size {world_size} is not divisible by TP*PP = {tp}*{pp} = {tp * pp}; "
         "change parallel.tensor_model_parallel_size / pipeline_model_parallel_size or the "
-        "number of processes",
+        "number of processes (a dry-run or plan without WORLD_SIZE: launch.nodes x "
+        "launch.gpus_per_node)",
     )
     dp = world_size // (tp * pp)
     _require(
@@ -715,10 +738,14 @@ def finalize(cfg: VZeroConfig, world_size: int = 1) -> None:
         "model.size=auto reads the dimensions from model.hf_path/config.json; set model.hf_path",
     )
     _require(
-        m.size == "tiny" or m.hf_path is not None or m.init_checkpoint is not None,
+        uses_project_tokenizer(m.size) or m.hf_path is not None or m.init_checkpoint is not None,
         f"model.size={m.size} needs model.hf_path (a local HF checkpoint directory) or "
         "model.init_checkpoint; weights are never downloaded",
     )
+
+    la = cfg.launch
+    _require(la.nodes >= 1, f"launch.nodes={la.nodes} must be >= 1")
+    _require(la.gpus_per_node >= 1, f"launch.gpus_per_node={la.gpus_per_node} must be >= 1")
 
     c = cfg.checkpoint
     _require(c.save_interval >= 1, f"checkpoint.save_interval={c.save_interval} must be >= 1")

@@ -54,7 +54,9 @@ def test_override_words_reach_python_verbatim(slurm_cluster: SlurmCluster, tmp_p
 
 def test_production_script_resolves_its_recipe(slurm_cluster: SlurmCluster, tmp_path: Path) -> None:
     """slurm/vzero_7b.sh (exclusive node, 8 fake GPUs) in CPU mode with 2 processes: its CONFIG
-    block reaches the trainer as overrides and the recipe's TP=2 divides the world."""
+    block reaches the trainer as overrides and the recipe's TP=2 divides the world. At DP=1
+    the whole Adam state stays on each GPU, which the planner finds too big for an H100
+    (the dry-run would fail, as it should): the 2-process dry-run plans for H200s."""
     data_dir, hf_dir = tmp_path / "shards", tmp_path / "hf"
     env = {
         "VZERO_DEVICE": "cpu",
@@ -69,6 +71,7 @@ def test_production_script_resolves_its_recipe(slurm_cluster: SlurmCluster, tmp_
         "slurm/vzero_7b.sh",
         "--dry-run",
         "train.lr=5e-06",
+        "launch.gpu=h200-141gb",
         nodes=1,
         env=env,
     )
@@ -85,6 +88,7 @@ def test_production_script_resolves_its_recipe(slurm_cluster: SlurmCluster, tmp_
         "parallel.data_parallel_size = 1",
         "world_size = 2",
         "train.lr = 5e-06",
+        "layout: TP=2 PP=1 DP=1 EP=1, world size 2 on h200-141gb (launch.nodes=1 x",
     ):
         assert logs.count(line) == 2, (line, logs)
     assert info["NumNodes"] == "1" and info["TresPerNode"] == "gres:gpu:8", info

@@ -19,7 +19,12 @@ ENTRY_POINTS = {
     "pretrain": ["-m", "vzero_nemo.training.pretrain", "--out", "unused"],
     "eval": ["-m", "vzero_nemo.eval.heldout", "--out", "unused.json"],
     "main_job": ["-m", "vzero_nemo.main_job"],
-}
+    "plan": ["-m", "vzero_nemo.plan", "--recipe", "tiny_cpu"],
+    "bench_train": ["-m", "vzero_nemo.bench.train", "--recipe", "tiny_cpu"],
+    "scaling_submit": ["-m", "vzero_nemo.scaling", "submit", "--recipe", "tiny_cpu",
+                       "--runs-dir", "sweep", "--nodes", "1,2"],
+    "scaling_sizes": ["-m", "vzero_nemo.scaling", "sizes", "--out", "sizes"],
+}  # fmt: skip
 
 
 def _run(args: list[str], tmp_path: Path) -> subprocess.CompletedProcess:

@@ -1,29 +1,36 @@
-"""Every recipe builds and finalizes offline, without a GPU, at its intended world size."""
+"""Every recipe builds and finalizes offline, without a GPU, at its own launch shape."""
 
 import subprocess
 import sys
 
 import pytest
 
-from recipes import RECIPE_WORLD_SIZES, RECIPES, get_recipe
+from recipes import RECIPES, get_recipe
+from vzero_nemo.cli import build_config
 
 pytestmark = pytest.mark.unit
 
 
-def test_every_recipe_has_a_world_size():
-    assert set(RECIPES) == set(RECIPE_WORLD_SIZES)
-
-
 @pytest.mark.parametrize("name", sorted(RECIPES))
 def test_recipe_builds_and_finalizes(name):
-    cfg = get_recipe(name).finalize(RECIPE_WORLD_SIZES[name])
+    recipe = get_recipe(name)
+    world = recipe.launch.world_size
+    cfg = recipe.finalize(world)
     assert cfg.recipe == name
     par = cfg.parallel
     assert (
         par.tensor_model_parallel_size * par.pipeline_model_parallel_size * (par.data_parallel_size)
-        == RECIPE_WORLD_SIZES[name]
+        == world
     )
     assert cfg.data.games_per_iteration % par.data_parallel_size == 0
+
+
+def test_launch_shape_is_overridable_and_sizes_the_dry_run(monkeypatch):
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+    cfg = build_config("qwen25vl_72b_8n8g", ["launch.nodes=16"], "launch")
+    assert (cfg.world_size, cfg.parallel.data_parallel_size) == (128, 4)
+    monkeypatch.setenv("WORLD_SIZE", "32")  # a launcher's world size wins
+    assert build_config("qwen25vl_72b_8n8g", [], "launch").parallel.data_parallel_size == 1
 
 
 def test_paper_run_shape_in_7b_recipe():

@@ -35,7 +35,7 @@ from vzero_nemo.config import ModelConfig  # noqa: E402
 from vzero_nemo.models.hf_config import config_summary, hf_config_from_dims  # noqa: E402
 from vzero_nemo.models.hf_files import write_sharded  # noqa: E402
 from vzero_nemo.models.provider import model_vocab  # noqa: E402
-from vzero_nemo.models.sizes import AUTO, model_dims  # noqa: E402
+from vzero_nemo.models.sizes import AUTO, model_dims, uses_project_tokenizer  # noqa: E402
 from vzero_nemo.models.tokenizer import (  # noqa: E402
     VLTokenizer,
     load_tokenizer,
@@ -72,9 +72,8 @@ def check_hf_config(
         want = config_summary(hf_config_for(model_cfg, tokenizer))
     else:
         published = dataclasses.replace(model_cfg, hf_path=None, tokenizer_path=None)
-        want = config_summary(
-            hf_config_for(published, tokenizer if model_cfg.size == "tiny" else None)
-        )
+        own_tokenizer = uses_project_tokenizer(model_cfg.size)
+        want = config_summary(hf_config_for(published, tokenizer if own_tokenizer else None))
     _raise_on_diffs(config_summary(config), want, model_cfg)
     ids = special_token_ids(model_cfg, tokenizer)
     have_ids = {
@@ -146,7 +145,7 @@ def save_hf_checkpoint(
             bridge.hf_pretrained.save_artifacts(out)
         else:
             hf_config_for(model_cfg).save_pretrained(out)
-            if model_cfg.size == "tiny":
+            if uses_project_tokenizer(model_cfg.size):
                 load_tokenizer(model_cfg).hf.save_pretrained(out)
     stream = bridge.export_hf_weights(list(model_chunks), cpu=True, show_progress=False)
     if rank0:

@@ -25,7 +25,7 @@ from __future__ import annotations
 import functools
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -162,6 +162,28 @@ PUBLISHED: dict[str, Qwen25VLDims] = {
     **{name: dims for name, dims in SIZES.items() if name != "tiny"},
 }
 """Every published Qwen2.5-VL (3B has no `model.size` name: its checkpoints load with `auto`)."""
+# The same architecture at other sizes, on the project's tokenizer (no checkpoint needed):
+# half and twice the tiny language model's width and depth (the model-size study, same
+# vision tower), and the 7B widths at one language layer and one vision block (memory
+# cross-checks of the planner on CPU).
+SIZES["tiny_s"] = replace(
+    SIZES["tiny"], num_layers=2, hidden_size=64, ffn_hidden_size=256, num_attention_heads=2,
+    num_query_groups=1,
+)  # fmt: skip
+SIZES["tiny_l"] = replace(
+    SIZES["tiny"], num_layers=8, hidden_size=256, ffn_hidden_size=1024, num_attention_heads=8,
+    num_query_groups=4,
+)  # fmt: skip
+SIZES["7b_1layer"] = replace(
+    SIZES["7b"], num_layers=1, vocab_size=None, hf_model_id=None,
+    vision=replace(SIZES["7b"].vision, depth=1, fullatt_block_indexes=(0,)),
+)  # fmt: skip
+
+
+def uses_project_tokenizer(size: str) -> bool:
+    """Sizes embedding the project's own tokenizer (`vocab_size` None): built without a
+    checkpoint, their special-token ids are the tokenizer's."""
+    return size in SIZES and SIZES[size].vocab_size is None
 
 
 def dims_for(size: str) -> Qwen25VLDims:

@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from vzero_nemo.data import schema
+from vzero_nemo.models.sizes import uses_project_tokenizer
 
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
@@ -188,11 +189,12 @@ def from_hf_tokenizer(hf: PreTrainedTokenizerBase, name: str) -> VLTokenizer:
 
 
 def load_tokenizer(model_cfg: ModelConfig) -> VLTokenizer:
-    """The tokenizer of `model_cfg`: `tokenizer_path`, else `hf_path`, else (tiny only) the
-    project's shipped tiny tokenizer. Never downloads."""
-    path = model_cfg.tokenizer_path or (None if model_cfg.size == "tiny" else model_cfg.hf_path)
+    """The tokenizer of `model_cfg`: `tokenizer_path`, else `hf_path`, else (sizes on the
+    project's tokenizer: the tiny family) the shipped tiny tokenizer. Never downloads."""
+    project = uses_project_tokenizer(model_cfg.size)
+    path = model_cfg.tokenizer_path or (None if project else model_cfg.hf_path)
     if path is None:
-        if model_cfg.size != "tiny":
+        if not project:
             raise ValueError(
                 f"model.size={model_cfg.size!r} needs its checkpoint's tokenizer: set "
                 "model.hf_path (or model.tokenizer_path) to a local Qwen2.5-VL directory"
@@ -204,11 +206,12 @@ def load_tokenizer(model_cfg: ModelConfig) -> VLTokenizer:
 def special_token_ids(
     model_cfg: ModelConfig, tokenizer: VLTokenizer | None = None
 ) -> SpecialTokenIds:
-    """The special-token ids the model of `model_cfg` is built with. tiny: its tokenizer's;
-    auto: the checkpoint's tokenizer's (`hf_convert.check_hf_config` checks them against its
-    config.json). 7B / 32B / 72B: the published ids (no tokenizer needed to build a model); a
-    tokenizer that is given or configured (`tokenizer_path` / `hf_path`) must agree with them."""
-    if model_cfg.size in ("tiny", "auto"):
+    """The special-token ids the model of `model_cfg` is built with. tiny (and the other sizes
+    on the project tokenizer): its tokenizer's; auto: the checkpoint's tokenizer's
+    (`hf_convert.check_hf_config` checks them against its config.json). 7B / 32B / 72B: the
+    published ids (no tokenizer needed to build a model); a tokenizer that is given or
+    configured (`tokenizer_path` / `hf_path`) must agree with them."""
+    if model_cfg.size == "auto" or uses_project_tokenizer(model_cfg.size):
         return (tokenizer or load_tokenizer(model_cfg)).special_ids
     if tokenizer is None and (model_cfg.tokenizer_path or model_cfg.hf_path):
         tokenizer = load_tokenizer(model_cfg)

@@ -46,7 +46,10 @@ changes:
    `use_cpu_initialization=True` weights come from the CPU generator: bit-identical for any
    TP or DP size under the same seed (tests/distributed checks it), but not across pipeline
    stages, which each restart the stream (start PP runs from a checkpoint). Dropout must be
-   0 on CPU, since tensor-parallel regions get no per-rank RNG stream.
+   0 on CPU, since tensor-parallel regions get no per-rank RNG stream. Activation recompute
+   (`model.recompute`) saves and restores the CUDA generator state around each checkpointed
+   region (`tensor_parallel.random._get/_set_cuda_rng_state`); on CPU there is none, so those
+   two read an empty state and restore nothing (the CPU state is kept by the same code).
 
 To cover another hard CUDA call, add it to the matching table (`_TORCH_CUDA_TO_CPU`,
 `_MASK_BUILDER_SITES`, `_TE_PROBING_MODULES`, `_TE_PYTORCH_NAMES`) with a comment naming
@@ -111,6 +114,9 @@ _MASK_BUILDER_SITES = (
     ("megatron.core.fusions.fused_softmax", "get_sliding_window_causal_mask", "sliding"),
 )
 
+# megatron.core.tensor_parallel.random functions touching the CUDA generator during recompute.
+_RNG_STATE_SITES = ("_get_cuda_rng_state", "_set_cuda_rng_state")
+
 _installed = False
 _te_shimmed = False
 _real_te: bool | None = None
@@ -167,6 +173,7 @@ def install() -> bool:
         return True
     _redirect_torch_cuda()
     _patch_mask_builders()
+    _patch_rng_state()
     _installed = True
     leaked = te_detected_modules()
     if leaked:
@@ -272,6 +279,18 @@ def _patch_mask_builders() -> None:
         if not hasattr(module, attr):
             raise RuntimeError(f"{module_name}.{attr} not found; megatron-core changed, update")
         setattr(module, attr, _MASK_BUILDERS[kind])
+
+
+def _no_cuda_rng_state(*args: Any, **kwargs: Any) -> torch.Tensor:
+    return torch.empty(0, dtype=torch.uint8)
+
+
+def _patch_rng_state() -> None:
+    module = importlib.import_module("megatron.core.tensor_parallel.random")
+    for attr in _RNG_STATE_SITES:
+        if not hasattr(module, attr):
+            raise RuntimeError(f"{module.__name__}.{attr} not found; megatron-core changed, update")
+        setattr(module, attr, _no_cuda_rng_state)
 
 
 # ------------------------------------------------------------------ device="cuda" mode

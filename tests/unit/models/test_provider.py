@@ -83,6 +83,6 @@ def test_parallel_and_training_fields_reach_the_config():
 
 def test_padded_vocab_and_unknown_size():
     assert [padded_vocab_size(n) for n in (1, 128, 129, 151665)] == [128, 128, 256, 151680]
-    assert set(SIZES) == {"tiny", "7b", "32b", "72b"}
+    assert set(SIZES) == {"tiny", "tiny_s", "tiny_l", "7b_1layer", "7b", "32b", "72b"}
     with pytest.raises(ValueError, match="one of"):
         dims_for("13b")
