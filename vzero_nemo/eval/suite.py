@@ -30,16 +30,16 @@ from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
-
-import torch
+from typing import TYPE_CHECKING, Any
 
 from vzero_nemo.config import VZeroConfig
 from vzero_nemo.data.manifest import load_manifest
 from vzero_nemo.data.schema import Truth
 from vzero_nemo.eval.stats import mean_row, paired_bootstrap, rate_row
 from vzero_nemo.game.policies import contradicts_original
-from vzero_nemo.training.rollout import GamePair, play_games
+
+if TYPE_CHECKING:  # the model stack is imported only to play (reports stay light)
+    from vzero_nemo.training.rollout import GamePair
 
 ROLES = ("spy", "civilian")
 CHUNK_GAMES = 128
@@ -60,6 +60,8 @@ ROLE_RATES: dict[str, tuple[str, str]] = {
 }
 
 
+ROLE_MEANS: dict[str, tuple[str, str]] = {"clue_reward": ("reward", "seats")}
+"""Per-role means (not rates): changes by the same paired bootstrap of a ratio of sums."""
 ROLE_COUNTS = (
     "clues", "format_ok", "checked", "grounded", "contradicts",
     "seats", "reward", "votes_received", "seat_votes",
@@ -96,6 +98,7 @@ def select_games(data_path: str, games: int, seed: int) -> list[HeldOutGame]:
     """`games` held-out games spread evenly over the domains of the val split (manifest
     order), each domain's pairs in file order, replayed round-robin when it has too few."""
     from vzero_nemo.data.reader import PairReader
+    from vzero_nemo.training.rollout import GamePair
 
     if games < 1:
         raise ValueError(f"eval.games={games} must be >= 1")
@@ -171,6 +174,10 @@ def play_suite(
 ) -> tuple[list[dict], list[dict]]:
     """Play `games` in chunks of CHUNK_GAMES (chunk k seeded `eval.seed + k`): game records
     and the transcripts of the first `eval.sample_games` games."""
+    import torch
+
+    from vzero_nemo.training.rollout import play_games
+
     records: list[dict] = []
     samples: list[dict] = []
     start = time.perf_counter()
@@ -267,7 +274,8 @@ def compare(before_dir: str | Path, after_dir: str | Path) -> dict[str, Any]:
         out["groups"][g] = {k: _paired(bs, as_, n, d) for k, (n, d) in GAME_RATES.items()}
     for role in ROLES:
         out["roles"][role] = {
-            k: _paired(b_games, a_games, n, d, role) for k, (n, d) in ROLE_RATES.items()
+            k: _paired(b_games, a_games, n, d, role)
+            for k, (n, d) in {**ROLE_RATES, **ROLE_MEANS}.items()
         }
     b_skills, a_skills = before["retention"], after["retention"]
     for name in sorted(set(b_skills) & set(a_skills)):
