@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-TIERS = ("unit", "distributed", "functional", "learning", "slurm", "gpu")
+TIERS = ("unit", "distributed", "functional", "learning", "slurm", "gpu", "browser", "benchmarks")
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
