@@ -78,10 +78,18 @@ def configure(verbose: bool | None = None, log_file: str | Path | None = None) -
     the log file or turn verbose on)."""
     verbose = env_verbose() if verbose is None else verbose
     log_file = log_file or os.environ.get("VZERO_LOG_FILE") or None
+    os.environ["VZERO_LOGS_CONFIGURED"] = "1"  # spawned helpers configure themselves too
     if verbose:
         os.environ["VZERO_VERBOSE"] = "1"
     os.environ.setdefault("WANDB_SILENT", "false" if verbose else "true")
     os.environ.setdefault("TORCH_CPP_LOG_LEVEL", "INFO" if verbose else "ERROR")
+    # Helper processes that never call configure() (multiprocessing spawn workers of
+    # checkpointing) re-import the stack: silence their import warnings. A process that does
+    # call configure() resets the filters below, so its warnings still reach the log file.
+    if not verbose:
+        os.environ["PYTHONWARNINGS"] = "ignore"
+    elif os.environ.get("PYTHONWARNINGS") == "ignore":
+        del os.environ["PYTHONWARNINGS"]
     root = logging.getLogger()
     if "console" not in _STATE:
         console = logging.StreamHandler(sys.stderr)
@@ -96,6 +104,10 @@ def configure(verbose: bool | None = None, log_file: str | Path | None = None) -
         warnings.simplefilter("default")
         _STATE.update(console=console, held=held)
     _set_filter(_STATE["console"], _ConsoleFilter(verbose))
+    held = _STATE["held"]
+    if verbose and isinstance(held, logging.handlers.MemoryHandler) and held.target is None:
+        for record in held.buffer:  # what was held back before --verbose was seen
+            _STATE["console"].handle(record)
     for name in SELF_HANDLED:
         _set_filter(logging.getLogger(name), _FileOnly(verbose))
     if log_file and "file" not in _STATE:

@@ -18,6 +18,17 @@ ENTRY_POINTS = {
     "train": ["-m", "vzero_nemo.train", "--recipe", "tiny_cpu"],
     "pretrain": ["-m", "vzero_nemo.training.pretrain", "--out", "unused"],
     "eval": ["-m", "vzero_nemo.eval.heldout", "--out", "unused.json"],
+    "eval_suite": ["-m", "vzero_nemo.eval", "run", "--out", "unused"],
+    "benchmarks": [
+        "-m",
+        "vzero_nemo.eval.benchmarks",
+        "--weights",
+        "w",
+        "--tasks",
+        "t",
+        "--out",
+        "unused",
+    ],
     "main_job": ["-m", "vzero_nemo.main_job"],
 }
 

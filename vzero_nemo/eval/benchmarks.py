@@ -68,9 +68,8 @@ def processor_files(cfg: VZeroConfig) -> dict[str, Any]:
     }  # fmt: skip
 
 
-def export(cfg: VZeroConfig, weights: str, out: Path) -> Path:
-    """The policy at `weights` as a Hugging Face Qwen2.5-VL folder that AutoProcessor loads."""
-    from vzero_nemo.models.hf_convert import save_hf_checkpoint
+def load_policy(cfg: VZeroConfig, weights: str):
+    """The policy stack of `cfg` holding the weights at `weights`."""
     from vzero_nemo.training import checkpoint as ckpt
     from vzero_nemo.training import engine
     from vzero_nemo.training.setup import build_stack
@@ -78,6 +77,15 @@ def export(cfg: VZeroConfig, weights: str, out: Path) -> Path:
     stack = build_stack(cfg, with_reference=False)
     with engine.compat_scope():
         ckpt.load_weights(weights, stack.policy)
+    return stack
+
+
+def export(stack, cfg: VZeroConfig, out: Path) -> Path:
+    """The policy as a Hugging Face Qwen2.5-VL folder that AutoProcessor loads."""
+    from vzero_nemo.models.hf_convert import save_hf_checkpoint
+    from vzero_nemo.training import engine
+
+    with engine.compat_scope():
         save_hf_checkpoint(stack.policy, cfg.model, out)
     if cfg.model.size == "tiny":
         (out / "preprocessor_config.json").write_text(json.dumps(processor_files(cfg), indent=1))
@@ -162,7 +170,7 @@ def read_answers(lmms_out: Path, task: str) -> dict[int, str]:
     return out
 
 
-def own_answers(cfg: VZeroConfig, weights: str, items: list[dict[str, Any]]) -> list[str]:
+def own_answers(stack, cfg: VZeroConfig, items: list[dict[str, Any]]) -> list[str]:
     """Our own greedy answers to the local task's items (our model code, tokenizer and image
     pipeline at `lmms_task.ITEM_SIZE` px), decoded as lmms-eval decodes (special tokens
     dropped)."""
@@ -175,13 +183,7 @@ def own_answers(cfg: VZeroConfig, weights: str, items: list[dict[str, Any]]) -> 
     from vzero_nemo.generation.sampling import SamplingParams
     from vzero_nemo.models.batch import collate_prompts
     from vzero_nemo.models.chat import render_chat
-    from vzero_nemo.training import checkpoint as ckpt
-    from vzero_nemo.training import engine
-    from vzero_nemo.training.setup import build_stack
 
-    stack = build_stack(cfg, with_reference=False)
-    with engine.compat_scope():
-        ckpt.load_weights(weights, stack.policy)
     tok = stack.tokenizer
     prompts = []
     for item in items:
@@ -197,7 +199,7 @@ def own_answers(cfg: VZeroConfig, weights: str, items: list[dict[str, Any]]) -> 
     return [tok.decode(ids, skip_special_tokens=True) for ids in out.token_ids]
 
 
-def local_task(cfg: VZeroConfig, weights: str, out: Path) -> dict[str, float]:
+def local_task(stack, cfg: VZeroConfig, out: Path) -> dict[str, float]:
     """Build `vzero_exists` from the held-out pairs of `data.path` into `out` and score our own
     answers: {"accuracy_ours": ..., "items": ...}."""
     from vzero_nemo.eval import lmms_task
@@ -211,7 +213,7 @@ def local_task(cfg: VZeroConfig, weights: str, out: Path) -> dict[str, float]:
     pairs = {g.unit: g.pair for g in select_games(cfg.data.path, num, cfg.eval.seed)}
     items = lmms_task.write_items(list(pairs.values())[:num], out / "items", seed=cfg.eval.seed)
     lmms_task.write_task(out / "tasks", out / "items" / "items.jsonl")
-    answers = own_answers(cfg, weights, items)
+    answers = own_answers(stack, cfg, items)
     scores = [lmms_task.score(a, item["answer"]) for a, item in zip(answers, items)]
     (out / "own_answers.json").write_text(json.dumps(answers, indent=1))
     return {"accuracy_ours": sum(scores) / len(scores), "items": float(len(items))}
@@ -272,11 +274,12 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if not Path(args.lmms_python).exists():
         fail(f"{args.lmms_python} does not exist; run `bash scripts/setup_lmms_env.sh` first")
+    stack = load_policy(cfg, args.weights)
     try:
-        ours = local_task(cfg, args.weights, args.out) if local else {}
+        ours = local_task(stack, cfg, args.out) if local else {}
     except ValueError as err:
         fail(str(err))
-    export(cfg, args.weights, hf_dir)
+    export(stack, cfg, hf_dir)
     subprocess.run(cmd, check=True, env=lmms_env())
     try:  # lmms-eval exits 0 after logging an error: its results file is the proof
         scores = read_scores(args.out / "lmms")
