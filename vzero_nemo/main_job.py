@@ -98,7 +98,8 @@ def evaluate_suite(
 ) -> dict[str, float]:
     """`python -m vzero_nemo.eval run` of `weights` into `<run>/eval/<label>[_oracle]`: the
     model's own clues (MAIN_JOB_EVAL_GAMES games, retention probes) and scripted oracle clues
-    (`eval.games` games); a finished folder is kept. Returns the step times."""
+    (`eval.games` games). A finished `before` folder is kept (the pre-trained weights do
+    not change); `after` always runs. Returns the step times."""
     modes = {
         "": [f"eval.games={MAIN_JOB_EVAL_GAMES}"],
         "_oracle": ["rollout.clue_policy=oracle", "eval.retention_items=0"],
@@ -106,7 +107,7 @@ def evaluate_suite(
     times = {}
     for suffix, extra in modes.items():
         out = run_dir / "eval" / f"{label}{suffix}"
-        if (out / "summary.json").exists():
+        if label == "before" and (out / "summary.json").exists():
             continue
         times[f"eval_{label}{suffix}"] = run(f"eval {label}{suffix}", [
             sys.executable, "-m", "vzero_nemo.eval", "run", "--recipe", recipe,

@@ -36,6 +36,8 @@ def _fmt(v: Any) -> str:
         v = v["value"]
     if isinstance(v, bool) or not isinstance(v, (int, float)):
         return str(v)
+    if isinstance(v, float) and v.is_integer() and abs(v) > 1:
+        return str(int(v))  # a count stored as a float
     return f"{v:.3f}" if isinstance(v, float) else str(v)
 
 
