@@ -83,8 +83,10 @@ def run(tmp_path):
     return run
 
 
-def test_report_numbers_sections_and_files(run):
-    numbers = write_report(run)
+def test_report_numbers_sections_and_files(run, tmp_path):
+    numbers = write_report(run, markdown=tmp_path / "tables.md")
+    md = (tmp_path / "tables.md").read_text()
+    assert "| decision accuracy (per game) | 0.250 [" in md and "Warning: Retention" in md
     change = numbers["changes"]["overall"]["decision_accuracy"]
     assert change["delta"] == pytest.approx(0.25) and change["items"] == 200
     assert change["units"] == 50 and 0 < change["lo"] < 0.25 < change["hi"]

@@ -314,9 +314,27 @@ def build_context(run: Path) -> tuple[dict[str, Any], dict[str, Any]]:
     return context, numbers
 
 
-def write_report(run: Path) -> dict[str, Any]:
-    """Write report.html, report.json and figures/*.png into `run`; returns report.json."""
+def markdown_tables(context: dict[str, Any]) -> str:
+    """The summary card's tables as markdown (for docs/results)."""
+    lines = []
+    for table in context["tables"]:
+        lines += [f"### {table['title']}", "", "| metric | before [95% CI] | after [95% CI] | "
+                  "change [paired 95% CI] | n |", "|---|---|---|---|---|"]  # fmt: skip
+        lines += [
+            f"| {r['label']} | {r['before']} | {r['after']} | {r['change']} | {r['n']} |"
+            for r in table["rows"]
+        ]
+        lines.append("")
+    lines += [f"Warning: {w}" for w in context["warnings"]]
+    return "\n".join(lines) + "\n"
+
+
+def write_report(run: Path, markdown: Path | None = None) -> dict[str, Any]:
+    """Write report.html, report.json and figures/*.png into `run` (and the summary tables to
+    `markdown`); returns report.json."""
     context, numbers = build_context(run)
+    if markdown is not None:
+        markdown.write_text(markdown_tables(context))
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(TEMPLATES),
         autoescape=jinja2.select_autoescape(["html", "j2"]),
@@ -333,11 +351,12 @@ def main(argv: list[str] | None = None) -> int:
 
     parser = argparse.ArgumentParser(prog="python -m vzero_nemo.eval.report")
     parser.add_argument("--run", required=True, help="run folder (eval/, metrics.jsonl, ...)")
+    parser.add_argument("--markdown", type=Path, help="also write the summary tables here")
     parser.add_argument("--verbose", action="store_true")
     args = parser.parse_args(argv)
     logs.configure(verbose=args.verbose or None)
     try:
-        numbers = write_report(Path(args.run))
+        numbers = write_report(Path(args.run), args.markdown)
     except ValueError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
