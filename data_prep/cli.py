@@ -130,6 +130,7 @@ def _finalize_if_complete(out: Path, args: argparse.Namespace) -> None:
 
 def _write(out: Path, run: RunSpec, source, args: argparse.Namespace) -> int:
     shard_range = parse_shard_range(args.shard_range, run.num_shards) if args.shard_range else None
+    _check_split(args, run.domain, run.num_pairs)
     report = write_shards(
         out,
         run,
@@ -153,6 +154,16 @@ def _check_write_args(args: argparse.Namespace) -> None:
         raise ValueError(f"--pairs-per-shard must be > 0, got {args.pairs_per_shard}")
     if args.workers <= 0:
         raise ValueError(f"--workers must be >= 1, got {args.workers}")
+
+
+def _check_split(args: argparse.Namespace, domain: str, num_pairs: int) -> None:
+    """The train/val split of the shards this run will write must be possible, checked
+    before anything is written (finalize would fail only after all the work)."""
+    from data_prep.finalize import num_val_shards
+
+    num_shards = -(-num_pairs // args.pairs_per_shard)
+    num_val_shards(f"--num-pairs {num_pairs} / --pairs-per-shard {args.pairs_per_shard}: "
+                   f"{domain}", num_shards, args.val_fraction)  # fmt: skip
 
 
 def cmd_generate(args: argparse.Namespace) -> int:

@@ -63,24 +63,31 @@ def missing_shards(out_dir: Path) -> list[str]:
     return missing
 
 
+def num_val_shards(domain: str, num_shards: int, val_fraction: float) -> int:
+    """round(val_fraction * num_shards): the val shards of one domain. Raises ValueError when
+    the split cannot hold both a train and a val shard (energon splits by shard)."""
+    if not 0.0 <= val_fraction < 1.0:
+        raise ValueError(f"--val-fraction must be in [0, 1), got {val_fraction}")
+    num_val = round(val_fraction * num_shards)
+    if val_fraction > 0 and not 0 < num_val < num_shards:
+        raise ValueError(
+            f"{domain}: {num_shards} shards with --val-fraction {val_fraction} gives "
+            f"{num_val} val and {num_shards - num_val} train shards (energon splits by "
+            f"shard); write >= {int(round(1 / val_fraction))} shards per domain (lower "
+            "--pairs-per-shard) or pass --val-fraction 0"
+        )
+    return num_val
+
+
 def choose_splits(
     shards: list[ShardEntry], val_fraction: float, split_seed: int
 ) -> tuple[tuple[str, ...], tuple[str, ...]]:
     """(train names, val names): per domain, round(val_fraction * n) shards drawn to val."""
-    if not 0.0 <= val_fraction < 1.0:
-        raise ValueError(f"--val-fraction must be in [0, 1), got {val_fraction}")
     train: list[str] = []
     val: list[str] = []
     for domain in sorted({s.domain for s in shards}):
         names = sorted(s.name for s in shards if s.domain == domain)
-        num_val = round(val_fraction * len(names))
-        if val_fraction > 0 and not 0 < num_val < len(names):
-            raise ValueError(
-                f"{domain}: {len(names)} shards with --val-fraction {val_fraction} gives "
-                f"{num_val} val and {len(names) - num_val} train shards (energon splits by "
-                f"shard); write >= {int(round(1 / val_fraction))} shards per domain (lower "
-                "--pairs-per-shard) or pass --val-fraction 0"
-            )
+        num_val = num_val_shards(domain, len(names), val_fraction)
         random.Random(f"{split_seed}:{domain}").shuffle(names)
         val += names[:num_val]
         train += names[num_val:]

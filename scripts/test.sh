@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
 # Run the project's checks: ruff, then every CPU test tier, each timed.
 #
-#   bash scripts/test.sh                 # all tiers: unit, distributed, widths, functional, learning, slurm, gpu
+#   bash scripts/test.sh                 # all tiers: unit, distributed, widths, functional,
+#                                        # learning, slurm, gpu, browser, benchmarks
 #   bash scripts/test.sh unit            # one or more named tiers
 #
 # Creates/reuses the venv first (scripts/setup_env.sh). The gpu tier skips itself without
-# CUDA. Exit status is non-zero if lint or any tier fails.
+# CUDA. The browser tier needs Debian's chromium (.ci/run installs it when absent; ~4 min);
+# the benchmarks tier first creates/reuses the lmms-eval venv (scripts/setup_lmms_env.sh;
+# ~5 min, plus the one-time install). Exit status is non-zero if lint or any tier fails.
 set -uo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
@@ -15,7 +18,7 @@ export OMP_NUM_THREADS="${OMP_NUM_THREADS:-1}" WANDB_MODE="${WANDB_MODE:-offline
 export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 PYTHONDONTWRITEBYTECODE=1
 
 TIERS=("$@")
-[[ ${#TIERS[@]} -eq 0 ]] && TIERS=(unit distributed widths functional learning slurm gpu)
+[[ ${#TIERS[@]} -eq 0 ]] && TIERS=(unit distributed widths functional learning slurm gpu browser benchmarks)
 
 declare -a SUMMARY
 status=0
@@ -29,6 +32,9 @@ fi
 
 for tier in "${TIERS[@]}"; do
   t0=$(date +%s)
+  if [[ $tier == benchmarks ]] && ! timeout 1800 bash scripts/setup_lmms_env.sh; then
+    SUMMARY+=("tier $tier: FAILED (lmms-eval venv setup)"); status=1; continue
+  fi
   "$PY" -m pytest -m "$tier" -q -p no:cacheprovider --timeout=900
   rc=$?
   # 5 = no tests collected for this tier: not a failure of the tier.

@@ -8,7 +8,10 @@ from pathlib import Path
 
 import pytest
 
-TIERS = ("unit", "distributed", "widths", "functional", "learning", "slurm", "gpu")
+TIERS = (
+    "unit", "distributed", "widths", "functional", "learning", "slurm", "gpu", "browser",
+    "benchmarks",
+)  # fmt: skip
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

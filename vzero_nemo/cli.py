@@ -8,8 +8,10 @@
 Training, pre-training, evaluation, benchmarks, the main job and the experiment drivers all
 call `config_from_argv` (or `build_config`), so an override that works for one command works
 for every other, and a bad one is reported the same way everywhere: `error: <message>` on
-stderr and exit status 2, before any model is built. This module and the commands' `main()`
-functions are the only places in the package that import `recipes`.
+stderr and exit status 2, before any model is built. `--verbose` / `--log-file` route
+library warnings and logs (`vzero_nemo.logs`) the same way for every command. This module
+and the commands' `main()` functions are the only places in the package that import
+`recipes`.
 """
 
 from __future__ import annotations
@@ -67,6 +69,12 @@ def add_config_arguments(parser: argparse.ArgumentParser, default_recipe: str | 
         + (f" (default {default_recipe})" if default_recipe else ""),
     )
     parser.add_argument("overrides", nargs="*", help="key=value config overrides")
+    parser.add_argument(
+        "--verbose", action="store_true", help="also show library warnings and INFO logs"
+    )
+    parser.add_argument(
+        "--log-file", default=None, help="append every log record (libraries' too) to this file"
+    )
 
 
 def fail(message: str) -> None:
@@ -86,6 +94,9 @@ def config_from_argv(
     args = parser.parse_intermixed_args(argv)
     if callable(world_size):
         world_size = world_size(args)
+    from vzero_nemo import logs
+
+    logs.configure(verbose=args.verbose or None, log_file=args.log_file)
     try:
         cfg = build_config(args.recipe, args.overrides, world_size)
     except ValueError as err:

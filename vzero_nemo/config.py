@@ -285,12 +285,17 @@ class PretrainConfig:
 
 @dataclass(kw_only=True, slots=True)
 class EvalConfig:
-    """Held-out evaluation (`python -m vzero_nemo.eval.heldout`)."""
+    """Held-out evaluation (`python -m vzero_nemo.eval run`; `vzero_nemo.eval.heldout`)."""
 
     games: int = 64
-    """Held-out games, drawn in order from the `val` split."""
+    """Held-out games from the `val` split, spread evenly over its domains (a domain with
+    fewer pairs replays them with other spy seats)."""
     seed: int = 12345
     """Seed of spy seats and sampling in evaluation games."""
+    retention_items: int = 256
+    """Held-out clevr pairs on which the pre-training skills are probed (0: no probe)."""
+    sample_games: int = 4
+    """Games whose transcripts and images are kept for the report's game viewer."""
 
 
 @dataclass(kw_only=True, slots=True)
@@ -725,7 +730,10 @@ def finalize(cfg: VZeroConfig, world_size: int = 1) -> None:
     )
     _require(pt.eval_pairs >= 0, f"pretrain.eval_pairs={pt.eval_pairs} must be >= 0")
     _require(pt.eval_every >= 0, f"pretrain.eval_every={pt.eval_every} must be >= 0")
-    _require(cfg.eval.games >= 1, f"eval.games={cfg.eval.games} must be >= 1")
+    ev = cfg.eval
+    _require(ev.games >= 1, f"eval.games={ev.games} must be >= 1")
+    _require(ev.retention_items >= 0, f"eval.retention_items={ev.retention_items} must be >= 0")
+    _require(ev.sample_games >= 0, f"eval.sample_games={ev.sample_games} must be >= 0")
 
     m = cfg.model
     _require(m.seq_length >= 16, f"model.seq_length={m.seq_length} must be >= 16")

@@ -11,16 +11,20 @@ output already exists so an interrupted job continues where it stopped):
    WebDataset shards with a train/val split;
 2. `python -m vzero_nemo.training.pretrain`: the tiny VLM learns to describe objects, answer
    grounding questions and the answer format (never which player is the spy);
-3. `python -m vzero_nemo.eval.heldout` on the held-out split: the starting point, in games
-   with the model's own clues and with scripted oracle clues (the observer alone);
+3. `python -m vzero_nemo.eval run` on the held-out split: the starting point, in
+   MAIN_JOB_EVAL_GAMES games with the model's own clues (with the retention probes of the
+   pre-training skills) and in `eval.games` games with scripted oracle clues (the observer
+   alone);
 4. `python -m vzero_nemo.train --recipe tiny_cpu`: Iterative-SPO self-play from the
    pre-trained weights (the frozen reference is the same pre-trained model);
-5. the same evaluation of the final policy;
+5. the same evaluation of the final policy (the same games);
 6. `python -m vzero_nemo.eval.clue_eval` for the first two clue stages: the clues of the
    policy entering and leaving the stage, judged by the observer frozen as it entered (the
    weights saved at the decision -> clue switch), so the clue stage's own effect shows;
-7. `python -m vzero_nemo.eval.report`.
-Outputs go to `runs/<recipe>/` (report.html, report.json, metrics.jsonl, checkpoints).
+7. `python -m vzero_nemo.eval.report`: paired changes with intervals, curves, game viewer.
+Outputs go to `runs/<recipe>/` (report.html, report.json, figures/, eval/, clue_eval_*.json,
+metrics.jsonl, checkpoints). The terminal shows the steps' own progress; library warnings
+and logs go to `runs/<recipe>/logs/main_job.log` (`--verbose` shows them).
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ import sys
 import time
 from pathlib import Path
 
+from vzero_nemo import logs
 from vzero_nemo.cli import add_config_arguments, config_from_argv
 
 # The tiny data set: objects on the 3x3 grid of the tiny model's image tokens.
@@ -40,6 +45,11 @@ TINY_DATA_OPTIONS = (
     "layout=grid", "width=48", "height=48", "cell_size=16", "sizes=large",
     "materials=rubber", "min_objects=3", "max_objects=5",
 )  # fmt: skip
+
+MAIN_JOB_EVAL_GAMES = 512
+"""Held-out games of the before/after evaluation with the model's own clues: the 250 held-out
+pairs of the data set, each played about twice with other spy seats (intervals resample
+pairs). A user's `eval.games=N` override still wins."""
 
 
 def data_command(out: Path, num_pairs: int, seed: int, workers: int) -> list[str]:
@@ -83,6 +93,29 @@ def evaluate_clue_stages(run_dir: Path, latest: str, recipe: str, common: list[s
     return times
 
 
+def evaluate_suite(
+    label: str, weights: Path, run_dir: Path, recipe: str, common: list[str]
+) -> dict[str, float]:
+    """`python -m vzero_nemo.eval run` of `weights` into `<run>/eval/<label>[_oracle]`: the
+    model's own clues (MAIN_JOB_EVAL_GAMES games, retention probes) and scripted oracle clues
+    (`eval.games` games). A finished `before` folder is kept (the pre-trained weights do
+    not change); `after` always runs. Returns the step times."""
+    modes = {
+        "": [f"eval.games={MAIN_JOB_EVAL_GAMES}"],
+        "_oracle": ["rollout.clue_policy=oracle", "eval.retention_items=0"],
+    }
+    times = {}
+    for suffix, extra in modes.items():
+        out = run_dir / "eval" / f"{label}{suffix}"
+        if label == "before" and (out / "summary.json").exists():
+            continue
+        times[f"eval_{label}{suffix}"] = run(f"eval {label}{suffix}", [
+            sys.executable, "-m", "vzero_nemo.eval", "run", "--recipe", recipe,
+            "--weights", str(weights), "--out", str(out), *extra, *common,
+        ])  # fmt: skip
+    return times
+
+
 def run(step: str, cmd: list[str]) -> float:
     print(f"\n[main] {step}: {' '.join(cmd)}", flush=True)
     start = time.monotonic()
@@ -110,6 +143,11 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("OMP_NUM_THREADS", str(os.cpu_count() or 1))
     os.environ.setdefault("WANDB_MODE", "offline")
     py = sys.executable
+    logs.configure(log_file=args.log_file or run_dir / "logs" / "main_job.log")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "command.txt").write_text(
+        " ".join(["python -m vzero_nemo.main_job", *(argv or [])]) + "\n"
+    )
     times: dict[str, float] = {}
     start = time.monotonic()
 
@@ -123,24 +161,14 @@ def main(argv: list[str] | None = None) -> int:
             py, "-m", "vzero_nemo.training.pretrain", "--recipe", recipe,
             "--out", str(pretrained), *common,
         ])  # fmt: skip
-    evaluate = [py, "-m", "vzero_nemo.eval.heldout", "--recipe", recipe]
-    clue_modes = {"": [], "_oracle": ["rollout.clue_policy=oracle"]}
-    for suffix, extra in clue_modes.items():
-        out = run_dir / f"eval_before{suffix}.json"
-        if not out.exists():
-            times[f"eval_before{suffix}"] = run(f"eval before{suffix}", [
-                *evaluate, "--weights", str(pretrained), "--out", str(out), *common, *extra,
-            ])  # fmt: skip
+    times.update(evaluate_suite("before", pretrained, run_dir, recipe, common))
     times["self_play"] = run("self-play", [
         py, "-m", "vzero_nemo.train", "--recipe", recipe,
         f"model.init_checkpoint={pretrained}", *common,
     ])  # fmt: skip
     latest = (run_dir / "checkpoints" / "latest").read_text().strip()
-    for suffix, extra in clue_modes.items():
-        times[f"eval_after{suffix}"] = run(f"eval after{suffix}", [
-            *evaluate, "--weights", str(run_dir / "checkpoints" / latest / "dist"),
-            "--out", str(run_dir / f"eval_after{suffix}.json"), *common, *extra,
-        ])  # fmt: skip
+    final = run_dir / "checkpoints" / latest / "dist"
+    times.update(evaluate_suite("after", final, run_dir, recipe, common))
     times.update(evaluate_clue_stages(run_dir, latest, recipe, common))
     run("report", [py, "-m", "vzero_nemo.eval.report", "--run", str(run_dir)])
     times["total"] = time.monotonic() - start

@@ -231,22 +231,29 @@ def _verdicts(text: str) -> list[str]:
     return _VERDICT.findall(text[start:end] if 0 <= start < end else "")
 
 
-def evaluate_skills(stack, cfg: VZeroConfig, pairs: list[GamePair], seed: int = 0) -> dict:
-    """Greedy answers on `pairs` (chance in brackets):
-    - describe: fraction naming an object of the image shown ("grounded", ~5/24);
-    - exists: fraction of correct yes/no (0.5);
-    - check: in vote prompts, fraction of clues whose yes/no verdict is right (a missing
-      verdict counts as wrong; 0.5 for a coin, 0.7 for always "yes");
-    - wrong: fraction answering exactly the set of players whose clues are wrong (0.24 for
-      always "none")."""
+SKILLS = {"describe": "describe", "exists": "exists", "vote": "check", "wrong": "wrong"}
+"""Pre-training task -> the skill measured on it (the vote task measures per-clue checks)."""
+
+
+def score_skills(
+    stack, cfg: VZeroConfig, pairs: list[GamePair], seed: int = 0
+) -> dict[str, list[tuple[int, int]]]:
+    """Greedy answers on `pairs`: per skill, one (correct, total) per pair, in pair order
+    (chance in brackets):
+    - describe: naming an object of the image shown ("grounded", ~5/24);
+    - exists: a correct yes/no (0.5);
+    - check: in vote prompts, the clues whose yes/no verdict is right (a missing verdict
+      counts as wrong; 0.5 for a coin, 0.7 for always "yes");
+    - wrong: answering exactly the set of players whose clues are wrong (0.24 for always
+      "none")."""
     from vzero_nemo.generation.generate import generate
     from vzero_nemo.generation.sampling import SamplingParams
     from vzero_nemo.models.batch import collate_prompts
 
     rng = random.Random(seed)
     tok = stack.tokenizer
-    out: dict[str, float] = {}
-    for task in ("describe", "exists", "vote", "wrong"):
+    out: dict[str, list[tuple[int, int]]] = {}
+    for task, skill in SKILLS.items():
         examples = [(make_example(p, cfg, rng, task), p) for p in pairs]
         prompts = [render_chat(e.messages, tok, p.image(e.image), cfg.model) for e, p in examples]
         batch = collate_prompts(prompts, tok, cfg.model)
@@ -254,23 +261,33 @@ def evaluate_skills(stack, cfg: VZeroConfig, pairs: list[GamePair], seed: int = 
             temperature=0.0, max_new_tokens=cfg.rollout.max_vote_tokens, stop_token_ids=tok.stop_ids
         )
         gen = generate(stack.policy, batch, params, torch.Generator().manual_seed(seed))
-        correct = total = 0
-        for (example, pair), ids in zip(examples, gen.token_ids):
-            text = tok.decode([t for t in ids if t not in tok.stop_ids])
-            if task == "vote":
-                want, said = _verdicts(example.target), _verdicts(text)
-                correct += sum(w == s for w, s in zip(want, said))
-                total += len(want)
-                continue
-            said, total = _answer(text), total + 1
-            if task == "describe":
-                scene = pair.truth.modified if example.image == "modified" else pair.truth.original
-                correct += said in _present(scene)
-            else:
-                correct += said == _answer(example.target)
-        name = "check" if task == "vote" else task
-        out[f"skill/{name}_accuracy"] = correct / max(total, 1)
+        out[skill] = [
+            _score_answer(
+                task, example, pair, tok.decode([t for t in ids if t not in tok.stop_ids])
+            )
+            for (example, pair), ids in zip(examples, gen.token_ids)
+        ]
     return out
+
+
+def _score_answer(task: str, example: Example, pair: GamePair, text: str) -> tuple[int, int]:
+    if task == "vote":
+        want, said = _verdicts(example.target), _verdicts(text)
+        return sum(w == s for w, s in zip(want, said)), len(want)
+    said = _answer(text)
+    if task == "describe":
+        scene = pair.truth.modified if example.image == "modified" else pair.truth.original
+        return int(said in _present(scene)), 1
+    return int(said == _answer(example.target)), 1
+
+
+def evaluate_skills(stack, cfg: VZeroConfig, pairs: list[GamePair], seed: int = 0) -> dict:
+    """`skill/<name>_accuracy` over `pairs` (see `score_skills`)."""
+    scores = score_skills(stack, cfg, pairs, seed)
+    return {
+        f"skill/{name}_accuracy": sum(c for c, _ in items) / max(sum(t for _, t in items), 1)
+        for name, items in scores.items()
+    }
 
 
 def pretrain(

@@ -243,3 +243,14 @@ def test_manifest_records_arguments_and_checksums(tmp_path: Path) -> None:
     umask = os.umask(0)
     os.umask(umask)
     assert os.stat(tmp_path / "m" / manifest.shards[0].name).st_mode & 0o777 == 0o666 & ~umask
+
+
+def test_generate_rejects_an_impossible_split_before_writing(tmp_path: Path, capsys) -> None:
+    out = tmp_path / "never"
+    code = main(["generate", "--generators", TOY_MODULE, "--domain", "clevr", "--num-pairs", "40",
+                 "--seed", "0", "--pairs-per-shard", "20", "--val-fraction", "0.2",
+                 "--out", str(out), "--workers", "1", "--no-progress"])  # fmt: skip
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "--val-fraction 0.2" in err and "--pairs-per-shard 20" in err
+    assert not out.exists()
