@@ -21,6 +21,7 @@ from vzero_nemo.config import ModelConfig
 from vzero_nemo.models.batch import causal_padding_mask, collate_prompts
 from vzero_nemo.models.chat import PromptInputs
 from vzero_nemo.models.tokenizer import VLTokenizer
+from vzero_nemo.profiling import region
 
 
 @dataclass(slots=True)
@@ -57,13 +58,18 @@ class MicroBatch:
     ref_logp: torch.Tensor
     advantages: torch.Tensor
     pixel_values: torch.Tensor
+    """Each distinct image of the micro-batch once (`PromptBatch`): the rows that share a
+    prompt's pixel tensor (the votes of one game) share one pass of the vision tower."""
     image_grid_thw: torch.Tensor
+    image_of_row: torch.Tensor
+    """(B,) the image each row shows; stays on the CPU (the model reads it as a list)."""
     rows: list[int]
     """Index into the step's sequence list of each real row (filler rows are absent)."""
 
     def to(self, device: torch.device) -> MicroBatch:
+        stay = ("rows", "image_of_row")
         moved = {
-            name: getattr(self, name).to(device) if name != "rows" else self.rows
+            name: getattr(self, name) if name in stay else getattr(self, name).to(device)
             for name in self.__slots__
         }
         return MicroBatch(**moved)
@@ -85,13 +91,11 @@ def make_micro_batches(
             "raise model.seq_length or shorten rollout.max_clue_tokens / max_vote_tokens"
         )
     batches = []
-    for start in range(0, len(sequences), micro_batch_size):
-        rows = list(range(start, min(start + micro_batch_size, len(sequences))))
-        batches.append(
-            _collate(
-                [sequences[i] for i in rows], rows, tokenizer, model_cfg, width, micro_batch_size
-            )
-        )
+    with region("batching"):
+        for start in range(0, len(sequences), micro_batch_size):
+            rows = list(range(start, min(start + micro_batch_size, len(sequences))))
+            seqs = [sequences[i] for i in rows]
+            batches.append(_collate(seqs, rows, tokenizer, model_cfg, width, micro_batch_size))
     return batches
 
 
@@ -136,5 +140,6 @@ def _collate(
         advantages=advantages,
         pixel_values=batch.pixel_values,
         image_grid_thw=batch.image_grid_thw,
+        image_of_row=batch.image_of_row,
         rows=rows,
     )
