@@ -3,8 +3,8 @@
     timers = Timers()
     with timers.active(), timers("rollout"):
         ...                               # anything below may open `region("prefill")`
-    timers.lap()                          # {"rollout": 2.1, "rollout/prefill": 0.4, ...}
-    print(format_profile(totals, counts))
+    lap = timers.lap()                    # lap.wall_s == {"rollout": 2.1, ...}
+    print(format_profile(lap))
 
 `Timers.__call__(name)` times a block under `name`; blocks nest, and a nested block's key is
 its parents' keys joined with "/" (`rollout/decision/prefill`). Code that does not own the
@@ -12,7 +12,8 @@ timers (generation, the model's vision tower, the training schedule) opens `regi
 which reports to the timers made current by `Timers.active()` and costs nothing when none
 are (no lookup beyond one module global).
 
-Totals are wall-clock seconds on the host. On CUDA, work is asynchronous: with
+Totals are wall-clock seconds on the host, and this process's CPU seconds next to them (on a
+shared machine the CPU column is the one that does not depend on other load). On CUDA, work is asynchronous: with
 `sync_cuda=True` (set by `train.profile`) every block boundary waits for the device, so the
 table attributes GPU time to the block that queued it; without it only blocks that end in a
 host read (`.tolist()`, `.item()`) are exact. With `record_functions=True` each block is also
@@ -25,11 +26,21 @@ import contextlib
 import time
 from collections import defaultdict
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
 _ACTIVE: Timers | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Lap:
+    """The timed blocks of one lap: key -> wall seconds, CPU seconds, times entered."""
+
+    wall_s: dict[str, float]
+    cpu_s: dict[str, float]
+    counts: dict[str, int]
 
 
 class Timers:
@@ -39,6 +50,8 @@ class Timers:
         self.sync_cuda = sync_cuda and torch.cuda.is_available()
         self.record_functions = record_functions
         self.totals: dict[str, float] = defaultdict(float)
+        """Wall seconds per key."""
+        self.cpu_totals: dict[str, float] = defaultdict(float)
         self.counts: dict[str, int] = defaultdict(int)
         self._stack: list[str] = []
         self.laps = 0
@@ -56,7 +69,7 @@ class Timers:
         )
         if self.sync_cuda:
             torch.cuda.synchronize()
-        start = time.perf_counter()
+        start, cpu_start = time.perf_counter(), time.process_time()
         try:
             with record:
                 yield
@@ -64,6 +77,7 @@ class Timers:
             if self.sync_cuda:
                 torch.cuda.synchronize()
             self.totals[key] += time.perf_counter() - start
+            self.cpu_totals[key] += time.process_time() - cpu_start
             self.counts[key] += 1
             self._stack.pop()
 
@@ -77,13 +91,14 @@ class Timers:
         finally:
             _ACTIVE = previous
 
-    def lap(self) -> tuple[dict[str, float], dict[str, int]]:
-        """(totals, counts) since the previous lap; starts the next one from zero."""
-        totals, counts = dict(self.totals), dict(self.counts)
+    def lap(self) -> Lap:
+        """The blocks timed since the previous lap; starts the next one from zero."""
+        lap = Lap(dict(self.totals), dict(self.cpu_totals), dict(self.counts))
         self.totals.clear()
+        self.cpu_totals.clear()
         self.counts.clear()
         self.laps += 1
-        return totals, counts
+        return lap
 
 
 _NO_REGION = contextlib.nullcontext()
@@ -94,9 +109,10 @@ def region(name: str) -> contextlib.AbstractContextManager:
     return _NO_REGION if _ACTIVE is None else _ACTIVE(name)
 
 
-def format_profile(totals: dict[str, float], counts: dict[str, int], title: str = "") -> str:
-    """The timers as an indented table: seconds, share of the outermost total, calls, and
-    the time not covered by a block's children (`(self)`)."""
+def format_profile(lap: Lap, title: str = "") -> str:
+    """A lap as an indented table: wall seconds, share of the outermost blocks' total, CPU
+    seconds, calls, and the wall time not covered by a block's children (`self s`)."""
+    totals = lap.wall_s
     if not totals:
         return f"{title}\n(no timed blocks)"
     top_total = sum(v for k, v in totals.items() if "/" not in k) or 1.0
@@ -106,14 +122,17 @@ def format_profile(totals: dict[str, float], counts: dict[str, int], title: str 
             children[key.rsplit("/", 1)[0]] += seconds
     width = max(len(k.rsplit("/", 1)[-1]) + 2 * k.count("/") for k in totals) + 2
     lines = [title] if title else []
-    lines.append(f"{'block':<{width}} {'seconds':>9} {'share':>6} {'calls':>6} {'self s':>8}")
+    header = (
+        f"{'block':<{width}} {'wall s':>8} {'share':>6} {'cpu s':>8} {'calls':>6} {'self s':>8}"
+    )
+    lines.append(header)
     for key in _tree_order(totals):
         depth, leaf = key.count("/"), key.rsplit("/", 1)[-1]
         seconds = totals[key]
-        own = seconds - children[key] if key in children else None
+        own = f"{seconds - children[key]:>8.3f}" if key in children else ""
         lines.append(
-            f"{'  ' * depth + leaf:<{width}} {seconds:>9.3f} {seconds / top_total:>6.1%} "
-            f"{counts.get(key, 0):>6} {'' if own is None else f'{own:>8.3f}'}"
+            f"{'  ' * depth + leaf:<{width}} {seconds:>8.3f} {seconds / top_total:>6.1%} "
+            f"{lap.cpu_s.get(key, 0.0):>8.3f} {lap.counts.get(key, 0):>6} {own}"
         )
     return "\n".join(lines)
 

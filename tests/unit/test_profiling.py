@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from vzero_nemo.profiling import Timers, format_profile, region
+from vzero_nemo.profiling import Lap, Timers, format_profile, region
 
 pytestmark = pytest.mark.unit
 
@@ -38,18 +38,19 @@ def test_lap_returns_and_restarts():
     timers = Timers()
     with timers("a"):
         pass
-    totals, counts = timers.lap()
-    assert set(totals) == {"a"} and counts == {"a": 1} and timers.laps == 1
-    assert timers.lap() == ({}, {}) and timers.laps == 2
+    lap = timers.lap()
+    assert set(lap.wall_s) == set(lap.cpu_s) == {"a"} and lap.counts == {"a": 1}
+    assert timers.laps == 1
+    assert timers.lap() == Lap({}, {}, {}) and timers.laps == 2
 
 
 def test_table_lists_blocks_depth_first_with_self_time():
     totals = {"iteration": 10.0, "iteration/train": 6.0, "iteration/train/optimizer": 1.0}
     totals["checkpoint"] = 2.0
-    counts = dict.fromkeys(totals, 1)
-    table = format_profile(totals, counts, "title").splitlines()
+    cpu = {key: seconds / 2 for key, seconds in totals.items()}
+    table = format_profile(Lap(totals, cpu, dict.fromkeys(totals, 1)), "title").splitlines()
     assert table[0] == "title"
     rows = [line.split() for line in table[2:]]
     assert [r[0] for r in rows] == ["iteration", "train", "optimizer", "checkpoint"]
-    assert rows[0][1:3] == ["10.000", "83.3%"]  # share of iteration + checkpoint
+    assert rows[0][1:5] == ["10.000", "83.3%", "5.000", "1"]  # share of iteration + checkpoint
     assert rows[0][-1] == "4.000" and rows[1][-1] == "5.000"  # time outside the children

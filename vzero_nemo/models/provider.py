@@ -8,8 +8,9 @@
 tokenizer's special-token ids, `ModelConfig` (dtype, sequence length, recompute, freezing) and
 `ParallelConfig` (TP / PP / VPP / sequence parallel are megatron config fields; the model code
 never branches on them). Where transformer-engine is absent (CPU, see
-`vzero_nemo.parallel.cpu_compat`) it uses megatron-core's local layer spec, CPU
-initialisation and no fused kernels; with TE it keeps Bridge's TE spec and fusions.
+`vzero_nemo.parallel.cpu_compat`) it uses megatron-core's local layer spec with PyTorch's
+fused attention kernel (`vzero_nemo.models.attention`), CPU initialisation and no other
+fused kernels; with TE it keeps Bridge's TE spec and fusions.
 `build_policy` needs megatron's parallel state initialised (see `vzero_nemo.parallel`).
 """
 
@@ -36,6 +37,7 @@ from transformers.models.qwen2_5_vl.configuration_qwen2_5_vl import (  # noqa: E
 )
 
 from vzero_nemo.config import ModelConfig, ParallelConfig  # noqa: E402
+from vzero_nemo.models.attention import SDPACoreAttention  # noqa: E402
 from vzero_nemo.models.qwen25vl import VZeroQwen25VLModel  # noqa: E402
 from vzero_nemo.models.sizes import Qwen25VLDims, dims_for, padded_vocab_size  # noqa: E402
 from vzero_nemo.models.tokenizer import (  # noqa: E402
@@ -46,6 +48,13 @@ from vzero_nemo.models.tokenizer import (  # noqa: E402
 )
 
 _DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
+
+
+def local_sdpa_layer_spec(config):
+    """megatron-core's local layer spec with the core attention through PyTorch SDPA."""
+    spec = local_layer_spec(config)
+    spec.submodules.self_attention.submodules.core_attention = SDPACoreAttention
+    return spec
 
 
 @dataclass
@@ -179,8 +188,10 @@ def provider_for(
     if not _uses_transformer_engine():
         # No TE / apex: megatron-core's local layers, unfused kernels, weights initialised
         # on the CPU generator (identical for any TP size).
-        provider.transformer_layer_spec = local_layer_spec
-        provider.attention_backend = AttnBackend.local
+        provider.transformer_layer_spec = local_sdpa_layer_spec
+        # Not AttnBackend.local: under it Bridge puts megatron's unfused DotProductAttention
+        # back into the spec. `auto` keeps the spec's own core attention (no TE to select).
+        provider.attention_backend = AttnBackend.auto
         provider.use_cpu_initialization = True
         provider.gradient_accumulation_fusion = False
         provider.masked_softmax_fusion = False

@@ -22,7 +22,11 @@ one each row shows, so an image shown by several rows goes through the vision to
 
 Returns logits (B, T, V / TP) with the vocabulary split over tensor-parallel ranks (use
 `vzero_nemo.models.logprobs`), or, with `labels` (B, T), megatron's per-token cross entropy
-(B, T) = -log p(labels). Middle pipeline stages return hidden states; the first stage owns
+(B, T) = -log p(labels). With `labels` and `loss_mask` (B, T) the output layer and the
+vocabulary softmax run only where `loss_mask` is non-zero (the response tokens of a policy
+batch: a quarter of the tokens in the tiny recipe, fewer at scale) and the cross entropy is
+0 elsewhere, so any loss that multiplies by the mask is unchanged, and the (B, T, V)
+logits are never materialised (without sequence parallelism, which splits the positions). Middle pipeline stages return hidden states; the first stage owns
 the vision tower and takes `pixel_values` / `image_grid_thw`.
 
 Padding: megatron-core's local attention (CPU) applies the explicit mask, so left- and
@@ -101,6 +105,9 @@ class VZeroQwen25VLModel(Qwen25VLModel):
             if self.config.sequence_parallel:
                 tp_group = self.config._pg_collection.tp
                 decoder_input = scatter_to_sequence_parallel_region(decoder_input, group=tp_group)
+        masked_loss = (
+            labels is not None and loss_mask is not None and not self.config.sequence_parallel
+        )
         return self.language_model(
             input_ids=None,
             position_ids=position_ids,
@@ -110,7 +117,25 @@ class VZeroQwen25VLModel(Qwen25VLModel):
             inference_context=inference_context,
             runtime_gather_output=runtime_gather_output,
             loss_mask=loss_mask,
+            output_processor=_masked_cross_entropy if masked_loss else None,
+            output_processor_context=loss_mask,
         )
+
+
+def _masked_cross_entropy(
+    *, hidden_states, output_layer, output_weight, labels, context, scale_logits, **kwargs
+) -> torch.Tensor:
+    """`GPTModel` output processor: cross entropy (B, T) at the positions where the loss
+    mask `context` (B, T) is non-zero, 0 elsewhere; hidden_states (T, B, H)."""
+    compute_loss = kwargs["compute_language_model_loss"]
+    selected_TB = (context != 0).t().to(hidden_states.device)
+    hidden_N1H = hidden_states[selected_TB].unsqueeze(1)
+    logits_N1V, _ = output_layer(hidden_N1H, weight=output_weight, runtime_gather_output=False)
+    labels_1N = labels.t()[selected_TB].unsqueeze(0)
+    ce_1N = compute_loss(labels_1N, scale_logits(logits_N1V))
+    ce_TB = hidden_states.new_zeros(selected_TB.shape, dtype=ce_1N.dtype)
+    ce_TB[selected_TB] = ce_1N[0]
+    return ce_TB.t()
 
 
 def _require_causal_for_real_queries(attention_mask: torch.Tensor | None) -> None:

@@ -4,7 +4,10 @@ A `TrainSequence` is one completed request: the rendered prompt (tokens + image 
 sampled response ids (stop token included: we train on exactly the sampled ids) and the
 behaviour log-probs the sampler returned. `make_micro_batches` pads sequences on the right into
 fixed-shape micro-batches (every micro-batch of a step has the same (B, T), which pipeline
-parallelism needs for its point-to-point shapes; filler rows carry no loss).
+parallelism needs for its point-to-point shapes). A step's sequences go into as few
+micro-batches as `micro_batch_size` allows, with their rows balanced, so filler rows (which
+carry no loss but cost a full forward and backward) only fill the last micro-batch up to the
+common row count: 16 sequences with micro_batch_size 32 are one micro-batch of 16 rows.
 
 Alignment: `labels[b, t] = input_ids[b, t + 1]`; `loss_mask[b, t] = 1` where `labels[b, t]`
 is a response token. Per-token tensors (`old_logp`, `ref_logp`) use the same alignment.
@@ -81,21 +84,26 @@ def make_micro_batches(
     model_cfg: ModelConfig,
     micro_batch_size: int,
 ) -> list[MicroBatch]:
-    """Pad `sequences` into micro-batches of `micro_batch_size` rows and one common width."""
+    """Pad `sequences` into micro-batches of at most `micro_batch_size` rows (balanced, see
+    the module docstring) and one common width."""
     if not sequences:
         return []
+    if micro_batch_size < 1:
+        raise ValueError(f"micro_batch_size={micro_batch_size} must be >= 1")
     width = max(s.length for s in sequences)
     if width > model_cfg.seq_length:
         raise ValueError(
             f"a sequence of {width} tokens exceeds model.seq_length={model_cfg.seq_length}; "
             "raise model.seq_length or shorten rollout.max_clue_tokens / max_vote_tokens"
         )
+    num_micro = -(-len(sequences) // micro_batch_size)
+    rows_per_micro = -(-len(sequences) // num_micro)
     batches = []
     with region("batching"):
-        for start in range(0, len(sequences), micro_batch_size):
-            rows = list(range(start, min(start + micro_batch_size, len(sequences))))
+        for start in range(0, len(sequences), rows_per_micro):
+            rows = list(range(start, min(start + rows_per_micro, len(sequences))))
             seqs = [sequences[i] for i in rows]
-            batches.append(_collate(seqs, rows, tokenizer, model_cfg, width, micro_batch_size))
+            batches.append(_collate(seqs, rows, tokenizer, model_cfg, width, rows_per_micro))
     return batches
 
 

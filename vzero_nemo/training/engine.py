@@ -152,6 +152,7 @@ def run_schedule(
             image_grid_thw=mb.image_grid_thw,
             image_of_row=mb.image_of_row,
             labels=mb.labels,
+            loss_mask=mb.loss_mask,  # logits only where a loss reads them
         )
         # A middle pipeline stage's hidden states are sent point-to-point: gloo needs them
         # contiguous (the local layer spec returns a transposed view).

@@ -382,14 +382,16 @@ def _timing_metrics(tr: Trainer) -> dict[str, float]:
     is the save after the previous iteration); `time/other_s` is the iteration outside
     rollout, log-probs and training.
     With `train.profile` the table is printed too."""
-    totals, counts = tr.timers.lap()
+    lap = tr.timers.lap()
+    totals = lap.wall_s
     out = {f"time/{key.removeprefix('iteration/')}_s": s for key, s in totals.items()}
+    out["time/iteration_cpu_s"] = lap.cpu_s["iteration"]
     out["time/other_s"] = totals["iteration"] - sum(
         totals[f"iteration/{k}"] for k in ("rollout", "logprobs", "train")
     )
     if tr.cfg.train.profile and tr.par.is_main:
         title = f"[profile] iteration {tr.state.iteration} (rank {tr.par.rank})"
-        print(format_profile(totals, counts, title), flush=True)
+        print(format_profile(lap, title), flush=True)
     return out
 
 
