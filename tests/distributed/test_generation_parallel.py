@@ -7,7 +7,9 @@ prompts of different lengths (left padding, one prompt repeated):
 - greedy generation, then greedy with a stop token that ends some rows early,
 - seeded sampling (temperature 1, top-p 0.9),
 - `sequence_logprobs` of prompt + greedy response (2 micro-batches through megatron-core's
-  forward-only pipeline schedule).
+  forward-only pipeline schedule), and `score_responses` of the same responses (KV-cached:
+  each distinct prompt prefilled once, the responses as one block), against the reference
+  layout's `sequence_logprobs`.
 Every rank compares its own outputs with the reference. Vision once: prompts 0 and 2 show
 the same image (one `ImagePatches`) and row 3 repeats prompt 1, so the batch encodes 2
 images for 4 rows; in every
@@ -55,6 +57,7 @@ def test_generation_matches_tp1(diffs, layout):
         assert got[f"{run}/same_finished"], run
         assert got[f"{run}/logp"] <= TOLERANCE, run
     assert got["sequence_logprobs"] <= TOLERANCE
+    assert got["score_responses"] <= TOLERANCE
 
 
 @pytest.mark.parametrize("layout", ["ref", "tp2", "pp2"])
@@ -77,6 +80,7 @@ def test_reference_is_not_trivial(diffs):
     # Peaked next-token distributions: greedy tokens far above the uniform log(1 / vocab).
     assert ref["greedy_mean_logp"] > ref["uniform_logp"] + 2.0
     assert ref["sequence_vs_sampling_logp"] <= TOLERANCE  # scoring = sampling log-probs
+    assert ref["score_vs_sequence_logprobs"] <= TOLERANCE  # cached scoring = training forward
 
 
 # ---------------------------------------------------------------------- worker
@@ -142,6 +146,7 @@ def _run_layout(tp: int, pp: int, hf_dir: Path, prompts, stop_token: int | None)
 
     from vzero_nemo.config import ParallelConfig
     from vzero_nemo.generation import SamplingParams, generate, sequence_logprobs
+    from vzero_nemo.generation.score import score_responses
     from vzero_nemo.models import hf_convert
     from vzero_nemo.models.batch import collate_prompts
     from vzero_nemo.models.provider import build_policy
@@ -179,6 +184,9 @@ def _run_layout(tp: int, pp: int, hf_dir: Path, prompts, stop_token: int | None)
     }
     result["sequence_logprobs"] = [seq_logp[row][mask[row]].tolist() for row in range(len(prompts))]
     result["stop_token"] = stop
+    result["score_responses"] = score_responses(
+        model, prompts, outs["greedy"].token_ids, tokenizer, cfg, max_batch=3
+    )
     result["vision_once"] = _vision_once(model, prompts, tokenizer, cfg, logits=pp == 1)
     return result
 
@@ -241,6 +249,7 @@ def _compare(got: dict, ref: dict) -> dict:
         diffs[f"{run}/same_finished"] = got[run]["finished"] == ref[run]["finished"]
         diffs[f"{run}/logp"] = _max_diff(got[run]["logp"], ref[run]["logp"])
     diffs["sequence_logprobs"] = _max_diff(got["sequence_logprobs"], ref["sequence_logprobs"])
+    diffs["score_responses"] = _max_diff(got["score_responses"], ref["sequence_logprobs"])
     return {**diffs, **got["vision_once"]}
 
 
@@ -269,6 +278,9 @@ def main() -> None:
             "greedy_mean_logp": float(torch.tensor(sum(ref["greedy"]["logp"], [])).mean()),
             "uniform_logp": -math.log(len(tiny_tokenizer())),
             "sequence_vs_sampling_logp": _max_diff(ref["sequence_logprobs"], ref["greedy"]["logp"]),
+            "score_vs_sequence_logprobs": _max_diff(
+                ref["score_responses"], ref["sequence_logprobs"]
+            ),
             **ref["vision_once"],
         }
     }

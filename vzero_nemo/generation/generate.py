@@ -18,7 +18,8 @@ to a static KV cache (`kv_cache.py`).
 Returned log-probs are those of the UNTEMPERED model (log-softmax of the raw logits) at the
 sampled tokens, whatever the sampling temperature / top-p: GRPO's importance ratio needs the
 old policy's log-probs to equal the training forward's log-probs of the same tokens, and the
-training forward has no temperature. They are computed vocab-parallel (no gather).
+training forward has no temperature. They come from the full-vocabulary logits the last stage
+gathers to sample anyway (one log-softmax, no further collectives).
 
 Positions: the batch's M-RoPE positions for the prompt (as the training forward gets them);
 generated token k of row i gets `batch.next_position[i] + k` on all three M-RoPE axes
@@ -52,7 +53,6 @@ from vzero_nemo.generation.pipeline import PipelineStage, gather_vocab_shards
 from vzero_nemo.generation.prefill import PrefillPlan, plan_prefill, unique_images
 from vzero_nemo.generation.sampling import SamplingParams, draw_uniforms, sample_tokens
 from vzero_nemo.models.batch import PromptBatch
-from vzero_nemo.models.logprobs import token_logprobs
 from vzero_nemo.profiling import region
 
 
@@ -121,7 +121,19 @@ class _StageRunner:
         first_param = next(self.lm.parameters())
         self.device, self.dtype = first_param.device, first_param.dtype
 
-    def forward(self, *, input_ids, decoder_input, position_ids, last_index) -> torch.Tensor | None:
+    def forward(
+        self,
+        *,
+        input_ids,
+        decoder_input,
+        position_ids,
+        last_index=None,
+        labels=None,
+        output_processor=_last_token_logits,
+    ) -> torch.Tensor | None:
+        """`output_processor` turns the last stage's hidden states into the result (default:
+        last-token logits, `last_index` its context; else `labels` are passed along and the
+        processor gets `last_index` as its context)."""
         batch, num_new = position_ids.shape[1], position_ids.shape[2]
         if not self.stage.is_first:
             hidden = (num_new, batch, self.lm.config.hidden_size)
@@ -132,7 +144,8 @@ class _StageRunner:
             position_ids=position_ids.to(self.device),
             attention_mask=None,
             decoder_input=decoder_input,
-            output_processor=_last_token_logits,
+            labels=None if labels is None else labels.to(self.device),
+            output_processor=output_processor,
             output_processor_context=last_index,
         )
         if not self.stage.is_last:
@@ -239,7 +252,9 @@ def _next_tokens(
         uniform_R = uniform_B[active_R] if uniform_B is not None else None
         tokens_R = sample_tokens(full_RV, params, uniform_R)
         packed_R2[:, 0] = tokens_R.double()
-        packed_R2[:, 1] = token_logprobs(logits_RV, tokens_R.to(logits_RV.device)).double()
+        # From the gathered logits sampling needs anyway: no vocabulary-parallel collectives.
+        logp_RV = torch.log_softmax(full_RV.float(), dim=-1)
+        packed_R2[:, 1] = logp_RV.gather(-1, tokens_R[:, None].to(logp_RV.device))[:, 0].double()
     runner.stage.broadcast_from_last(packed_R2)
     packed_R2 = packed_R2.cpu()
     return packed_R2[:, 0].long(), packed_R2[:, 1]

@@ -42,6 +42,7 @@ import torch
 from megatron.bridge.models.qwen_vl.modeling_qwen25_vl import Qwen25VLModel
 from megatron.core.tensor_parallel import scatter_to_sequence_parallel_region
 
+from vzero_nemo.models.logprobs import masked_cross_entropy
 from vzero_nemo.profiling import region
 
 
@@ -117,25 +118,9 @@ class VZeroQwen25VLModel(Qwen25VLModel):
             inference_context=inference_context,
             runtime_gather_output=runtime_gather_output,
             loss_mask=loss_mask,
-            output_processor=_masked_cross_entropy if masked_loss else None,
+            output_processor=masked_cross_entropy if masked_loss else None,
             output_processor_context=loss_mask,
         )
-
-
-def _masked_cross_entropy(
-    *, hidden_states, output_layer, output_weight, labels, context, scale_logits, **kwargs
-) -> torch.Tensor:
-    """`GPTModel` output processor: cross entropy (B, T) at the positions where the loss
-    mask `context` (B, T) is non-zero, 0 elsewhere; hidden_states (T, B, H)."""
-    compute_loss = kwargs["compute_language_model_loss"]
-    selected_TB = (context != 0).t().to(hidden_states.device)
-    hidden_N1H = hidden_states[selected_TB].unsqueeze(1)
-    logits_N1V, _ = output_layer(hidden_N1H, weight=output_weight, runtime_gather_output=False)
-    labels_1N = labels.t()[selected_TB].unsqueeze(0)
-    ce_1N = compute_loss(labels_1N, scale_logits(logits_N1V))
-    ce_TB = hidden_states.new_zeros(selected_TB.shape, dtype=ce_1N.dtype)
-    ce_TB[selected_TB] = ce_1N[0]
-    return ce_TB.t()
 
 
 def _require_causal_for_real_queries(attention_mask: torch.Tensor | None) -> None:

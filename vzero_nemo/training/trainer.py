@@ -34,6 +34,7 @@ from vzero_nemo.algorithms.advantages import RoleBaselines, group_advantages, gr
 from vzero_nemo.algorithms.losses import policy_loss
 from vzero_nemo.algorithms.spo import StageController
 from vzero_nemo.config import VZeroConfig
+from vzero_nemo.generation.score import score_responses
 from vzero_nemo.parallel.groups import ParallelState, all_reduce_max, all_reduce_sum
 from vzero_nemo.profiling import Timers, format_profile, trace
 from vzero_nemo.training import checkpoint as ckpt
@@ -193,22 +194,18 @@ def score_reference(tr: Trainer, sequences: list[TrainSequence]) -> None:
     """Fill `ref_logp` of each sequence with the frozen reference's log-probs (last stage)."""
     if tr.cfg.grpo.kl_coef == 0 or not sequences:
         return
-    batches = _micro_batches(tr, sequences)
-    collected: list[tuple[MicroBatch, torch.Tensor]] = []
-
-    def keep_logp(mb: MicroBatch, ce_BT: torch.Tensor):
-        collected.append((mb, (-ce_BT).detach().float().cpu()))
-        return ce_BT.sum() * 0.0, torch.tensor(1, dtype=torch.int), {}
-
+    # KV-cached: the num_votes responses of a game share one prefill of their prompt.
     with reference_on_device(tr):
-        engine.run_schedule(
-            tr.reference, batches, keep_logp, forward_only=True, device=tr.par.device
+        logps = score_responses(
+            tr.reference,
+            [s.prompt for s in sequences],
+            [s.response_ids for s in sequences],
+            tr.tokenizer,
+            tr.cfg.model,
+            max_batch=tr.cfg.rollout.max_batch,
         )
-    for mb, logp_BT in collected:
-        for b, row in enumerate(mb.rows):
-            seq = sequences[row]
-            p, r = len(seq.prompt), len(seq.response_ids)
-            seq.ref_logp = logp_BT[b, p - 1 : p + r - 1].tolist()
+    for seq, logp in zip(sequences, logps):
+        seq.ref_logp = logp
 
 
 class reference_on_device:
