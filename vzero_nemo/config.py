@@ -255,6 +255,14 @@ class TrainConfig:
     """Abort after this many consecutive steps with a non-finite loss (each is skipped)."""
     time_budget_s: float | None = None
     """Stop cleanly (save, exit 0) when the next iteration would exceed this wall time."""
+    profile: bool = False
+    """Print after every iteration a table of where its time went (data, rollout prefill /
+    decode per turn, vision tower, reference log-probs, forward/backward, optimizer,
+    checkpoint); on CUDA every timed block then waits for the device, which costs speed.
+    The `time/*` metrics are logged either way."""
+    profile_trace_dir: str | None = None
+    """Also write a torch profiler trace (chrome/perfetto JSON) of this process's second
+    iteration (its first when it runs only one) into this directory, one file per rank."""
 
 
 @dataclass(kw_only=True, slots=True)

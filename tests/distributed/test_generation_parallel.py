@@ -7,8 +7,15 @@ prompts of different lengths (left padding, one prompt repeated):
 - greedy generation, then greedy with a stop token that ends some rows early,
 - seeded sampling (temperature 1, top-p 0.9),
 - `sequence_logprobs` of prompt + greedy response (2 micro-batches through megatron-core's
-  forward-only pipeline schedule).
-Every rank compares its own outputs with the reference. This file is also the worker:
+  forward-only pipeline schedule), and `score_responses` of the same responses (KV-cached:
+  each distinct prompt prefilled once, the responses as one block), against the reference
+  layout's `sequence_logprobs`.
+Every rank compares its own outputs with the reference. Vision once: prompts 0 and 2 show
+the same image (one `ImagePatches`) and row 3 repeats prompt 1, so the batch encodes 2
+images for 4 rows; in every
+layout the same greedy run, scoring and (PP=1) the forward's logits, with every row holding
+its own copy of the pixels instead, must agree to float rounding. This file is also the
+worker:
 
     .venv/bin/python -m pytest tests/distributed/test_generation_parallel.py -q -s
     python tests/distributed/test_generation_parallel.py --out /tmp/gen_par   # per rank
@@ -26,6 +33,7 @@ import pytest
 pytestmark = pytest.mark.distributed
 
 TOLERANCE = 1e-5
+VISION_ONCE_TOLERANCE = 1e-6
 SEED = 1234
 LAYOUTS = {"ref": (1, 1), "tp2": (2, 1), "pp2": (1, 2)}
 MAX_NEW = 8
@@ -49,6 +57,19 @@ def test_generation_matches_tp1(diffs, layout):
         assert got[f"{run}/same_finished"], run
         assert got[f"{run}/logp"] <= TOLERANCE, run
     assert got["sequence_logprobs"] <= TOLERANCE
+    assert got["score_responses"] <= TOLERANCE
+
+
+@pytest.mark.parametrize("layout", ["ref", "tp2", "pp2"])
+def test_each_image_encoded_once_gives_the_same_result(diffs, layout):
+    got = {k.removeprefix("vision_once/"): v for k, v in diffs[layout].items() if "vision" in k}
+    print(f"{layout} vision once: {got}")
+    assert got["images_in_batch"] == 2  # 4 rows: prompts 0 and 2 share one, row 3 repeats 1
+    assert got["same_tokens"]
+    assert got["logp"] <= VISION_ONCE_TOLERANCE
+    assert got["sequence_logprobs"] <= VISION_ONCE_TOLERANCE
+    if layout != "pp2":  # logits of this rank's vocabulary shard (one stage holds them all)
+        assert got["logits"] <= VISION_ONCE_TOLERANCE
 
 
 def test_reference_is_not_trivial(diffs):
@@ -59,6 +80,7 @@ def test_reference_is_not_trivial(diffs):
     # Peaked next-token distributions: greedy tokens far above the uniform log(1 / vocab).
     assert ref["greedy_mean_logp"] > ref["uniform_logp"] + 2.0
     assert ref["sequence_vs_sampling_logp"] <= TOLERANCE  # scoring = sampling log-probs
+    assert ref["score_vs_sequence_logprobs"] <= TOLERANCE  # cached scoring = training forward
 
 
 # ---------------------------------------------------------------------- worker
@@ -90,19 +112,31 @@ def _write_hf_checkpoint(hf_dir: Path) -> None:
 def _prompts():
     import numpy as np
 
-    from vzero_nemo.models.chat import render_chat
+    from vzero_nemo.models.chat import image_patches, render_chat
     from vzero_nemo.models.tokenizer import tiny_tokenizer
 
     rng = np.random.default_rng(0)
+    images = [
+        image_patches(rng.integers(0, 256, (48, 48, 3), dtype=np.uint8), _model_cfg())
+        for _ in range(2)
+    ]
     prompts = []
     for i in range(3):
         text = "You are player 2 of 4, spy. Describe one object." + " Player 1 said: red cube." * i
         messages = [
             {"role": "user", "content": [{"type": "image"}, {"type": "text", "text": text}]}
         ]
-        image = rng.integers(0, 256, (48, 48, 3), dtype=np.uint8)
-        prompts.append(render_chat(messages, tiny_tokenizer(), image, _model_cfg()))
+        prompts.append(render_chat(messages, tiny_tokenizer(), images[i % 2], _model_cfg()))
     return [prompts[0], prompts[1], prompts[2], prompts[1]]
+
+
+def _with_own_pixels(prompts):
+    """The same prompts, each holding its own copy of its pixels (one image per row)."""
+    from vzero_nemo.models.chat import PromptInputs
+
+    return [
+        PromptInputs(p.input_ids, p.pixel_values.clone(), p.image_grid_thw.clone()) for p in prompts
+    ]
 
 
 def _run_layout(tp: int, pp: int, hf_dir: Path, prompts, stop_token: int | None) -> dict:
@@ -112,6 +146,7 @@ def _run_layout(tp: int, pp: int, hf_dir: Path, prompts, stop_token: int | None)
 
     from vzero_nemo.config import ParallelConfig
     from vzero_nemo.generation import SamplingParams, generate, sequence_logprobs
+    from vzero_nemo.generation.score import score_responses
     from vzero_nemo.models import hf_convert
     from vzero_nemo.models.batch import collate_prompts
     from vzero_nemo.models.provider import build_policy
@@ -141,16 +176,7 @@ def _run_layout(tp: int, pp: int, hf_dir: Path, prompts, stop_token: int | None)
     with_stop = SamplingParams(temperature=0, max_new_tokens=MAX_NEW, stop_token_ids=(stop,))
     outs["greedy_stop"] = generate(model, batch, with_stop, torch.Generator())
 
-    greedy = outs["greedy"]
-    full = collate_prompts(
-        [p.extend(t) for p, t in zip(prompts, greedy.token_ids)],
-        tokenizer,
-        cfg,
-        padding_side="right",
-    )
-    mask = torch.zeros_like(full.attention_mask)
-    for row, prompt in enumerate(prompts):
-        mask[row, len(prompt) : len(prompt) + MAX_NEW] = True
+    full, mask = _scored_batch(prompts, outs["greedy"].token_ids, tokenizer, cfg)
     seq_logp = sequence_logprobs(model, full, mask, micro_batch_size=2)
     result = {
         name: {"tokens": o.token_ids, "logp": o.logprobs, "finished": o.finished}
@@ -158,7 +184,58 @@ def _run_layout(tp: int, pp: int, hf_dir: Path, prompts, stop_token: int | None)
     }
     result["sequence_logprobs"] = [seq_logp[row][mask[row]].tolist() for row in range(len(prompts))]
     result["stop_token"] = stop
+    result["score_responses"] = score_responses(
+        model, prompts, outs["greedy"].token_ids, tokenizer, cfg, max_batch=3
+    )
+    result["vision_once"] = _vision_once(model, prompts, tokenizer, cfg, logits=pp == 1)
     return result
+
+
+def _scored_batch(prompts, responses, tokenizer, cfg):
+    """Right-padded prompt + response batch and its response mask."""
+    import torch
+
+    from vzero_nemo.models.batch import collate_prompts
+
+    rows = [p.extend(t) for p, t in zip(prompts, responses)]
+    full = collate_prompts(rows, tokenizer, cfg, padding_side="right")
+    mask = torch.zeros_like(full.attention_mask)
+    for row, (prompt, response) in enumerate(zip(prompts, responses)):
+        mask[row, len(prompt) : len(prompt) + len(response)] = True
+    return full, mask
+
+
+def _vision_once(model, prompts, tokenizer, cfg, logits: bool) -> dict:
+    """Greedy tokens, their log-probs, scores and logits with the batch's shared images
+    against every row holding its own copy: max differences."""
+    import torch
+
+    from vzero_nemo.generation import SamplingParams, generate, sequence_logprobs
+    from vzero_nemo.models.batch import collate_prompts
+
+    got = {}
+    for name, rows in (("shared", prompts), ("copies", _with_own_pixels(prompts))):
+        batch = collate_prompts(rows, tokenizer, cfg)
+        greedy = SamplingParams(temperature=0, max_new_tokens=MAX_NEW)
+        out = generate(model, batch, greedy, torch.Generator())
+        full, mask = _scored_batch(rows, out.token_ids, tokenizer, cfg)
+        scores = sequence_logprobs(model, full, mask, micro_batch_size=2)
+        local_logits = torch.zeros(1)
+        if logits:
+            with torch.no_grad():
+                local_logits = model(
+                    full.input_ids, full.position_ids, full.causal_mask(), **full.vision_inputs()
+                )
+        got[name] = (batch.image_grid_thw.shape[0], out, scores, local_logits)
+    (images, shared, shared_scores, shared_logits) = got["shared"]
+    (_, copies, copies_scores, copies_logits) = got["copies"]
+    return {
+        "vision_once/images_in_batch": float(images),
+        "vision_once/same_tokens": shared.token_ids == copies.token_ids,
+        "vision_once/logp": _max_diff(shared.logprobs, copies.logprobs),
+        "vision_once/sequence_logprobs": float((shared_scores - copies_scores).abs().max()),
+        "vision_once/logits": float((shared_logits - copies_logits).abs().max()),
+    }
 
 
 def _max_diff(a: list[list[float]], b: list[list[float]]) -> float:
@@ -172,7 +249,8 @@ def _compare(got: dict, ref: dict) -> dict:
         diffs[f"{run}/same_finished"] = got[run]["finished"] == ref[run]["finished"]
         diffs[f"{run}/logp"] = _max_diff(got[run]["logp"], ref[run]["logp"])
     diffs["sequence_logprobs"] = _max_diff(got["sequence_logprobs"], ref["sequence_logprobs"])
-    return diffs
+    diffs["score_responses"] = _max_diff(got["score_responses"], ref["sequence_logprobs"])
+    return {**diffs, **got["vision_once"]}
 
 
 def main() -> None:
@@ -200,6 +278,10 @@ def main() -> None:
             "greedy_mean_logp": float(torch.tensor(sum(ref["greedy"]["logp"], [])).mean()),
             "uniform_logp": -math.log(len(tiny_tokenizer())),
             "sequence_vs_sampling_logp": _max_diff(ref["sequence_logprobs"], ref["greedy"]["logp"]),
+            "score_vs_sequence_logprobs": _max_diff(
+                ref["score_responses"], ref["sequence_logprobs"]
+            ),
+            **ref["vision_once"],
         }
     }
     for name in ("tp2", "pp2"):

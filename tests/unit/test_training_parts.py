@@ -100,3 +100,25 @@ def test_trainer_state_round_trip_restores_every_field():
     assert fresh.state_dict() == state.state_dict()
     with pytest.raises(ValueError, match="trainer state keys"):
         fresh.load_state_dict({k: v for k, v in saved.items() if k != "skipped_steps"})
+
+
+def test_micro_batches_are_balanced_with_filler_only_to_the_common_row_count():
+    tok = load_tokenizer(ModelConfig())
+    prompt = PromptInputs(
+        torch.tensor([5, tok.image_pad_id, 6]), torch.zeros(4, 8), torch.tensor([1, 2, 2])
+    )
+    seqs = [TrainSequence(prompt, [7] * (1 + i % 3), [-1.0] * (1 + i % 3)) for i in range(16)]
+
+    def shape(n: int, micro: int) -> list[tuple[int, int]]:
+        batches = make_micro_batches(seqs[:n], tok, ModelConfig(), micro_batch_size=micro)
+        assert sorted(r for b in batches for r in b.rows) == list(range(n))
+        assert sum(int(b.loss_mask.sum()) for b in batches) == sum(
+            len(s.response_ids) for s in seqs[:n]
+        )
+        return [(len(b.rows), b.input_ids.shape[0]) for b in batches]
+
+    assert shape(16, 32) == [(16, 16)]  # one micro-batch, no filler rows
+    assert shape(5, 4) == [(3, 3), (2, 3)]  # 2 micro-batches of 3 rows, one filler row
+    assert shape(16, 4) == [(4, 4)] * 4
+    with pytest.raises(ValueError, match="micro_batch_size"):
+        make_micro_batches(seqs, tok, ModelConfig(), micro_batch_size=0)

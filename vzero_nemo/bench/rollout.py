@@ -141,8 +141,8 @@ def hf_generate(model, rows: list[PromptInputs], tokenizer, model_cfg, args, **o
         out = model.generate(
             input_ids=batch.input_ids,
             attention_mask=batch.attention_mask.long(),
-            pixel_values=batch.pixel_values,
-            image_grid_thw=batch.image_grid_thw,
+            pixel_values=batch.row_pixel_values(),
+            image_grid_thw=batch.row_grid_thw,
             mm_token_type_ids=(batch.input_ids == tokenizer.image_pad_id).int(),
             **kwargs,
         )

@@ -18,7 +18,8 @@ to a static KV cache (`kv_cache.py`).
 Returned log-probs are those of the UNTEMPERED model (log-softmax of the raw logits) at the
 sampled tokens, whatever the sampling temperature / top-p: GRPO's importance ratio needs the
 old policy's log-probs to equal the training forward's log-probs of the same tokens, and the
-training forward has no temperature. They are computed vocab-parallel (no gather).
+training forward has no temperature. They come from the full-vocabulary logits the last stage
+gathers to sample anyway (one log-softmax, no further collectives).
 
 Positions: the batch's M-RoPE positions for the prompt (as the training forward gets them);
 generated token k of row i gets `batch.next_position[i] + k` on all three M-RoPE axes
@@ -52,7 +53,7 @@ from vzero_nemo.generation.pipeline import PipelineStage, gather_vocab_shards
 from vzero_nemo.generation.prefill import PrefillPlan, plan_prefill, unique_images
 from vzero_nemo.generation.sampling import SamplingParams, draw_uniforms, sample_tokens
 from vzero_nemo.models.batch import PromptBatch
-from vzero_nemo.models.logprobs import token_logprobs
+from vzero_nemo.profiling import region
 
 
 @dataclass(kw_only=True, slots=True)
@@ -120,7 +121,19 @@ class _StageRunner:
         first_param = next(self.lm.parameters())
         self.device, self.dtype = first_param.device, first_param.dtype
 
-    def forward(self, *, input_ids, decoder_input, position_ids, last_index) -> torch.Tensor | None:
+    def forward(
+        self,
+        *,
+        input_ids,
+        decoder_input,
+        position_ids,
+        last_index=None,
+        labels=None,
+        output_processor=_last_token_logits,
+    ) -> torch.Tensor | None:
+        """`output_processor` turns the last stage's hidden states into the result (default:
+        last-token logits, `last_index` its context; else `labels` are passed along and the
+        processor gets `last_index` as its context)."""
         batch, num_new = position_ids.shape[1], position_ids.shape[2]
         if not self.stage.is_first:
             hidden = (num_new, batch, self.lm.config.hidden_size)
@@ -131,7 +144,8 @@ class _StageRunner:
             position_ids=position_ids.to(self.device),
             attention_mask=None,
             decoder_input=decoder_input,
-            output_processor=_last_token_logits,
+            labels=None if labels is None else labels.to(self.device),
+            output_processor=output_processor,
             output_processor_context=last_index,
         )
         if not self.stage.is_last:
@@ -152,31 +166,17 @@ def generate(
     vlm = unwrap_model(model)
     runner = _StageRunner(vlm)
     batch_size, width = batch.input_ids.shape
-    plan = plan_prefill(batch, image_token_id=vlm.config.image_token_id)
+    with region("prefill"):
+        plan = plan_prefill(batch, image_token_id=vlm.config.image_token_id)
+        cache = KVCache(plan, max_len=width + params.max_new_tokens - 1, device=runner.device)
+        with inference_scope(vlm, cache):
+            logits_RV = _prefill(vlm, runner, batch, plan, cache)
     stop_ids = torch.tensor(params.stop_token_ids, dtype=torch.long)
-
     token_ids: list[list[int]] = [[] for _ in range(batch_size)]
     logprobs: list[list[float]] = [[] for _ in range(batch_size)]
     finished = [False] * batch_size
     active_R = torch.arange(batch_size)
-    cache = KVCache(plan, max_len=width + params.max_new_tokens - 1, device=runner.device)
-    source_rows_N = plan.unique_rows_U[plan.source_unique_N]
-    packed_positions_31N = batch.position_ids[:, source_rows_N, plan.source_columns_N][:, None]
-    with inference_scope(vlm, cache):
-        packed_N1H = (
-            _packed_prompt(vlm, batch, plan, runner.device) if runner.stage.is_first else None
-        )
-        cache.begin_prefill()
-        logits_UV = runner.forward(
-            input_ids=None,
-            decoder_input=packed_N1H,
-            position_ids=packed_positions_31N,
-            last_index=plan.last_index_U,
-        )
-        cache.end_forward()
-        logits_RV = None  # next-token logits of the active rows (last stage only)
-        if logits_UV is not None:
-            logits_RV = logits_UV[plan.unique_of_row_B.to(logits_UV.device)]
+    with region("decode"), inference_scope(vlm, cache):
         for step in range(params.max_new_tokens):
             uniform_B = draw_uniforms(batch_size, generator) if params.temperature > 0 else None
             tokens_R, logp_R = _next_tokens(runner, logits_RV, params, uniform_B, active_R)
@@ -204,12 +204,36 @@ def generate(
     return GenerationOutput(token_ids=token_ids, logprobs=logprobs, finished=finished)
 
 
+def _prefill(
+    vlm, runner: _StageRunner, batch: PromptBatch, plan: PrefillPlan, cache: KVCache
+) -> torch.Tensor | None:
+    """Fill `cache` with the prompts; next-token logits of every batch row [B, V/tp] on the
+    last stage (None elsewhere)."""
+    source_rows_N = plan.unique_rows_U[plan.source_unique_N]
+    packed_positions_31N = batch.position_ids[:, source_rows_N, plan.source_columns_N][:, None]
+    packed_N1H = _packed_prompt(vlm, batch, plan, runner.device) if runner.stage.is_first else None
+    cache.begin_prefill()
+    logits_UV = runner.forward(
+        input_ids=None,
+        decoder_input=packed_N1H,
+        position_ids=packed_positions_31N,
+        last_index=plan.last_index_U,
+    )
+    cache.end_forward()
+    if logits_UV is None:
+        return None
+    return logits_UV[plan.unique_of_row_B.to(logits_UV.device)]
+
+
 def _packed_prompt(vlm, batch: PromptBatch, plan: PrefillPlan, device) -> torch.Tensor:
     """Decoder input of the prefill: the plan's packed prompt tokens [N, 1, H] (first stage)."""
     rows_U = plan.unique_rows_U
-    pixel_values, image_grid_thw = unique_images(batch, rows_U)
+    pixel_values, image_grid_thw, image_of_row_U = unique_images(batch, rows_U)
     embeds_SUH = vlm.embed(
-        batch.input_ids[rows_U].to(device), pixel_values.to(device), image_grid_thw.to(device)
+        batch.input_ids[rows_U].to(device),
+        pixel_values.to(device),
+        image_grid_thw.to(device),
+        image_of_row_U,
     )
     return embeds_SUH[plan.source_columns_N.to(device), plan.source_unique_N.to(device)][:, None]
 
@@ -228,7 +252,9 @@ def _next_tokens(
         uniform_R = uniform_B[active_R] if uniform_B is not None else None
         tokens_R = sample_tokens(full_RV, params, uniform_R)
         packed_R2[:, 0] = tokens_R.double()
-        packed_R2[:, 1] = token_logprobs(logits_RV, tokens_R.to(logits_RV.device)).double()
+        # From the gathered logits sampling needs anyway: no vocabulary-parallel collectives.
+        logp_RV = torch.log_softmax(full_RV.float(), dim=-1)
+        packed_R2[:, 1] = logp_RV.gather(-1, tokens_R[:, None].to(logp_RV.device))[:, 0].double()
     runner.stage.broadcast_from_last(packed_R2)
     packed_R2 = packed_R2.cpu()
     return packed_R2[:, 0].long(), packed_R2[:, 1]

@@ -23,7 +23,9 @@ a right-aligned padded work layout and runs causal SDPA there; batch row i's cac
 [0, len_i) then hold its prompt, whatever the batch's padding side.
 
 Decode: step t writes column S + t of every row; a key mask excludes columns
-[len_i, S) (padding, kept at zero so no NaN can enter the softmax).
+[len_i, S) (padding, kept at zero so no NaN can enter the softmax). A block of n given tokens
+per row (scoring responses, `vzero_nemo.generation.score`) is one forward writing columns
+[S, S + n), causal within the block.
 """
 
 from __future__ import annotations
@@ -73,16 +75,17 @@ class KVCache:
         self.in_prefill = True
         self.num_new = self.num_prompt_tokens
 
-    def begin_decode(self) -> None:
-        """The next forward writes one token per row into column `length`."""
+    def begin_decode(self, num_new: int = 1) -> None:
+        """The next forward writes `num_new` tokens per row into columns `length` on (more
+        than one: a block of given tokens, e.g. responses to score, causal within it)."""
         assert self.length >= self.prompt_width, "decode before prefill"
-        if self.length + 1 > self.max_len:
+        if self.length + num_new > self.max_len:
             raise ValueError(f"KV cache full at {self.max_len} columns; raise its max_len")
-        self.key_mask_BL[:, self.length] = True
-        self.num_new = 1
+        self.key_mask_BL[:, self.length : self.length + num_new] = True
+        self.num_new = num_new
 
     def end_forward(self) -> None:
-        self.length = self.prompt_width if self.in_prefill else self.length + 1
+        self.length = self.prompt_width if self.in_prefill else self.length + self.num_new
         self.in_prefill = False
         self.num_new = 0
 
@@ -135,6 +138,8 @@ class CachedCoreAttention(torch.nn.Module):
         keys, values = cache.buffers(self.layer, groups, dim, key)
         if cache.in_prefill:
             return self._prefill(query[:, 0], key[:, 0], value[:, 0], keys, values)
+        if num_new > 1:
+            return self._block(query, key, value, keys, values)
         # Decode, query [1, B, heads, d]: the heads of one KV group attend as `heads // groups`
         # query rows of that group, so grouped-query attention needs no copy of the cache.
         batch, end = query.shape[1], cache.length + 1
@@ -149,6 +154,27 @@ class CachedCoreAttention(torch.nn.Module):
             scale=self.softmax_scale,
         )
         return out_BGRD.reshape(1, batch, heads * dim)
+
+    def _block(self, query, key, value, keys, values) -> torch.Tensor:
+        """n new tokens per row [n, B, heads, d]: each attends to its row's cache and to the
+        block's tokens up to itself."""
+        cache = self.cache
+        num_new, batch, heads, dim = query.shape
+        start, end = cache.length, cache.length + num_new
+        keys[:, :, start:end] = key.permute(1, 2, 0, 3)
+        values[:, :, start:end] = value.permute(1, 2, 0, 3)
+        block_nn = torch.ones(num_new, num_new, dtype=torch.bool, device=query.device).tril()
+        allowed_BnL = cache.key_mask_BL[:, None, :end].expand(batch, num_new, end).clone()
+        allowed_BnL[:, :, start:] &= block_nn
+        out_BHnD = F.scaled_dot_product_attention(
+            query.permute(1, 2, 0, 3),
+            keys[:, :, :end],
+            values[:, :, :end],
+            attn_mask=allowed_BnL[:, None],
+            scale=self.softmax_scale,
+            enable_gqa=heads != key.shape[2],
+        )
+        return out_BHnD.permute(2, 0, 1, 3).reshape(num_new, batch, heads * dim)
 
     def _prefill(self, q_NHD, k_NGD, v_NGD, keys, values) -> torch.Tensor:
         """Packed prompt tokens -> work layout -> causal SDPA -> packed; fill the cache."""

@@ -6,7 +6,7 @@
 
 Column t of the result is log p(token t | tokens < t) where `response_mask_BT[:, t]` is True
 and 0 elsewhere (column 0 has no prediction and must be False). The forward is the training
-forward (`model(input_ids, position_ids, causal_mask, pixel_values, image_grid_thw)`), run
+forward (`model(input_ids, position_ids, causal_mask, **batch.vision_inputs())`), run
 through megatron-core's forward-only pipeline schedule, so it works at any TP / PP; the
 log-softmax is vocabulary-parallel (`vzero_nemo.models.logprobs.token_logprobs`, no gather
 of the full-vocabulary logits). Every rank of the model-parallel group returns the same
@@ -109,6 +109,7 @@ def _forward_step(data_iterator, model):
         micro_batch.causal_mask().to(device),
         pixel_values=micro_batch.pixel_values.to(device),
         image_grid_thw=micro_batch.image_grid_thw.to(device),
+        image_of_row=micro_batch.image_of_row,
     )
 
     def collect(logits_BTV: torch.Tensor, non_loss_data: bool = True) -> torch.Tensor:

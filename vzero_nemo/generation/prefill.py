@@ -3,7 +3,7 @@
 A turn's prompts repeat a lot: every seat's prompt starts with the same system turn (the game
 rules, ~170 of ~310 tokens with `prompt_style=full`), and the observer's `num_votes` samples
 of one game are the same prompt. The prefill therefore computes
-- each DISTINCT prompt once (same token ids and same image pixels = one unique row), and
+- each DISTINCT prompt once (same token ids and same image = one unique row), and
 - their longest common prefix once (cut before the first image token, whose features differ
   per image, and at least one token short of the shortest prompt),
 as ONE packed sequence without padding: [prefix | suffix of unique row 0 | suffix of 1 | ...].
@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 import torch
 
-from vzero_nemo.models.batch import PromptBatch
+from vzero_nemo.models.batch import PromptBatch, distinct_images, select_images
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,17 +63,11 @@ class PrefillPlan:
 
 def _distinct_prompts(batch: PromptBatch) -> tuple[torch.Tensor, torch.Tensor]:
     """(first batch row of each distinct prompt [U], distinct prompt of each row [B])."""
-    patches_B = batch.image_grid_thw.prod(dim=-1)
-    starts_B = torch.cumsum(patches_B, 0) - patches_B
     seen: dict[tuple, int] = {}
     unique_rows, unique_of_row = [], []
+    images_B = batch.image_of_row.tolist()
     for row in range(batch.input_ids.shape[0]):
-        start, count = int(starts_B[row]), int(patches_B[row])
-        key = (
-            tuple(batch.input_ids[row][batch.attention_mask[row]].tolist()),
-            tuple(batch.image_grid_thw[row].tolist()),
-            batch.pixel_values[start : start + count].cpu().numpy().tobytes(),
-        )
+        key = (tuple(batch.input_ids[row][batch.attention_mask[row]].tolist()), images_B[row])
         if key not in seen:
             seen[key] = len(unique_rows)
             unique_rows.append(row)
@@ -131,11 +125,11 @@ def plan_prefill(batch: PromptBatch, image_token_id: int, share_prefix: bool = T
     )
 
 
-def unique_images(batch: PromptBatch, rows_U: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """(pixel_values, image_grid_thw) of the batch rows `rows_U`, in that order."""
-    patches_B = batch.image_grid_thw.prod(dim=-1)
-    starts_B = torch.cumsum(patches_B, 0) - patches_B
-    pixels = [
-        batch.pixel_values[int(starts_B[r]) : int(starts_B[r] + patches_B[r])] for r in rows_U
-    ]
-    return torch.cat(pixels), batch.image_grid_thw[rows_U]
+def unique_images(
+    batch: PromptBatch, rows_U: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(pixel_values, image_grid_thw, image_of_row) of the batch rows `rows_U`: each image
+    those rows show once, and the one each row shows."""
+    images, image_of_row_U = distinct_images(batch.image_of_row[rows_U])
+    pixel_values, image_grid_thw = select_images(batch.pixel_values, batch.image_grid_thw, images)
+    return pixel_values, image_grid_thw, image_of_row_U

@@ -56,23 +56,27 @@ def sample_tokens(
     softmax(logits / temperature), restricted to the top-p nucleus when `top_p < 1`.
     `params.banned_token_ids` are never picked.
     """
+    # One float64 copy, edited in place (the same values as banning in float32 first).
+    logits_BV = logits_BV.double()
     if params.banned_token_ids:
-        logits_BV = logits_BV.index_fill(-1, _ids(params.banned_token_ids, logits_BV), -torch.inf)
+        logits_BV.index_fill_(-1, _ids(params.banned_token_ids, logits_BV), -torch.inf)
     if params.temperature == 0.0:
         return logits_BV.argmax(dim=-1)
-    probs_BV = torch.softmax(logits_BV.double() / params.temperature, dim=-1)
+    probs_BV = torch.softmax(logits_BV.div_(params.temperature), dim=-1)
     if params.top_p < 1.0:
         probs_BV, order_BV = probs_BV.sort(dim=-1, descending=True, stable=True)
         mass_before_BV = probs_BV.cumsum(dim=-1) - probs_BV
-        probs_BV = probs_BV.masked_fill(mass_before_BV >= params.top_p, 0.0)
+        probs_BV.masked_fill_(mass_before_BV >= params.top_p, 0.0)
     else:
         order_BV = None
-    cdf_BV = probs_BV.cumsum(dim=-1)
+    cdf_BV = probs_BV.cumsum_(dim=-1)
     total_B1 = cdf_BV[:, -1:]
     pick_B = torch.searchsorted(cdf_BV, uniform_B.to(cdf_BV.device)[:, None] * total_B1, right=True)
-    # The first column whose CDF reaches the total is the last token with non-zero mass.
-    last_nonzero_B = (cdf_BV < total_B1).sum(dim=-1, keepdim=True)
-    pick_B = torch.minimum(pick_B, last_nonzero_B)
+    # u * total rounded up to the total itself finds no column; take the first column whose
+    # CDF reaches the total, the last token with non-zero mass.
+    over_B = (pick_B >= cdf_BV.shape[-1]).squeeze(-1)
+    if bool(over_B.any()):
+        pick_B[over_B] = (cdf_BV[over_B] < total_B1[over_B]).sum(dim=-1, keepdim=True)
     if order_BV is not None:
         pick_B = order_BV.gather(-1, pick_B)
     return pick_B.squeeze(-1)

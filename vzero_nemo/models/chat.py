@@ -13,6 +13,9 @@ Qwen2.5-VL's chat template (`QWEN25VL_CHAT_TEMPLATE`, tested equal): a default s
 `<|vision_start|>` + N x `<|image_pad|>` + `<|vision_end|>` (N = merged patch groups), and,
 with `add_generation_prompt`, a trailing `<|im_start|>assistant\n`. Batch prompts with
 `vzero_nemo.models.batch.collate_prompts`.
+
+An image shown in several prompts is patched once with `image_patches`; prompts rendered from
+that `ImagePatches` share its pixel tensor, and a batch of them encodes the image once.
 """
 
 from __future__ import annotations
@@ -82,6 +85,19 @@ class PromptInputs:
         extra = torch.as_tensor(token_ids, dtype=torch.long).reshape(-1)
         ids = torch.cat([self.input_ids, extra])
         return PromptInputs(ids, self.pixel_values, self.image_grid_thw)
+
+
+@dataclass(frozen=True, slots=True)
+class ImagePatches:
+    """An image already cut into patches (`image_patches`), to render several prompts with."""
+
+    pixel_values: torch.Tensor
+    image_grid_thw: torch.Tensor
+
+
+def image_patches(image: Image.Image | np.ndarray, model_cfg: ModelConfig) -> ImagePatches:
+    """The patches of `image` for `model_cfg`."""
+    return ImagePatches(*image_to_patches(image, image_spec(model_cfg)))
 
 
 def image_spec(model_cfg: ModelConfig) -> ImageSpec:
@@ -163,7 +179,7 @@ def _apply_template(
 def render_chat(
     messages: Sequence[dict[str, Any]],
     tokenizer: VLTokenizer,
-    image: Image.Image | np.ndarray,
+    image: Image.Image | np.ndarray | ImagePatches,
     model_cfg: ModelConfig,
     *,
     add_generation_prompt: bool = True,
@@ -171,7 +187,8 @@ def render_chat(
     """Tokens + patches of one prompt; see the module docstring for the layout."""
     text = render_chat_text(messages, add_generation_prompt, tokenizer)
     spec = image_spec(model_cfg)
-    pixel_values, grid_thw = image_to_patches(image, spec)
+    patches = image if isinstance(image, ImagePatches) else image_patches(image, model_cfg)
+    pixel_values, grid_thw = patches.pixel_values, patches.image_grid_thw
     num_pads = num_image_tokens(grid_thw, spec)
     if text.count(IMAGE_PAD) != 1:
         raise ValueError(f"message text must not contain {IMAGE_PAD!r} itself")

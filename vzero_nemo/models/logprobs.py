@@ -7,6 +7,10 @@ At TP = 1 they equal `log_softmax(logits).gather(target)` and the softmax entrop
 
     logp_BT = token_logprobs(logits_BTV, target_BT)      # = -vocab_parallel_cross_entropy
     ent_BT = token_entropy(logits_BTV)
+
+`masked_cross_entropy` is a megatron `GPTModel` output processor: the output layer and the
+cross entropy only where a loss mask is non-zero (the policy's training forward and
+`vzero_nemo.generation.score` use it).
 """
 
 from __future__ import annotations
@@ -59,3 +63,19 @@ def token_entropy(logits: torch.Tensor) -> torch.Tensor:
     sum_exp_logit = reduce_from_tensor_model_parallel_region((exp * shifted).sum(dim=-1))
     # H = log Z - E[l] with l the shifted logits: both sums are over the full vocabulary.
     return sum_exp.log() - sum_exp_logit / sum_exp
+
+
+def masked_cross_entropy(
+    *, hidden_states, output_layer, output_weight, labels, context, scale_logits, **kwargs
+) -> torch.Tensor:
+    """`GPTModel` output processor: cross entropy (B, T) at the positions where the loss
+    mask `context` (B, T) is non-zero, 0 elsewhere; hidden_states (T, B, H)."""
+    compute_loss = kwargs["compute_language_model_loss"]
+    selected_TB = (context != 0).t().to(hidden_states.device)
+    hidden_N1H = hidden_states[selected_TB].unsqueeze(1)
+    logits_N1V, _ = output_layer(hidden_N1H, weight=output_weight, runtime_gather_output=False)
+    labels_1N = labels.t()[selected_TB].unsqueeze(0)
+    ce_1N = compute_loss(labels_1N, scale_logits(logits_N1V))
+    ce_TB = hidden_states.new_zeros(selected_TB.shape, dtype=ce_1N.dtype)
+    ce_TB[selected_TB] = ce_1N[0]
+    return ce_TB.t()

@@ -7,9 +7,10 @@
 `provider_for` fills the provider from the size's dimensions (`vzero_nemo.models.sizes`), the
 tokenizer's special-token ids, `ModelConfig` (dtype, sequence length, recompute, freezing) and
 `ParallelConfig` (TP / PP / VPP / sequence parallel are megatron config fields; the model code
-never branches on them). Where transformer-engine is absent (CPU, or a GPU
-without TE; see `vzero_nemo.parallel.cpu_compat`) it uses megatron-core's local layer spec, CPU
-initialisation and no fused kernels; with TE it keeps Bridge's TE spec and fusions.
+never branches on them). Where transformer-engine is absent (CPU, or a GPU without TE; see
+`vzero_nemo.parallel.cpu_compat`) it uses megatron-core's local layer spec with PyTorch's
+fused attention kernel (`vzero_nemo.models.attention`), CPU initialisation and no other
+fused kernels; with TE it keeps Bridge's TE spec and fusions.
 `build_policy` needs megatron's parallel state initialised (see `vzero_nemo.parallel`).
 """
 
@@ -33,6 +34,7 @@ from megatron.core.process_groups_config import ProcessGroupCollection  # noqa: 
 from megatron.core.transformer.enums import AttnBackend  # noqa: E402
 
 from vzero_nemo.config import ModelConfig, ParallelConfig  # noqa: E402
+from vzero_nemo.models.attention import SDPACoreAttention  # noqa: E402
 from vzero_nemo.models.hf_config import vision_config_for  # noqa: E402
 from vzero_nemo.models.qwen25vl import VZeroQwen25VLModel  # noqa: E402
 from vzero_nemo.models.sizes import (  # noqa: E402
@@ -49,6 +51,13 @@ from vzero_nemo.models.tokenizer import (  # noqa: E402
 )
 
 _DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
+
+
+def local_sdpa_layer_spec(config):
+    """megatron-core's local layer spec with the core attention through PyTorch SDPA."""
+    spec = local_layer_spec(config)
+    spec.submodules.self_attention.submodules.core_attention = SDPACoreAttention
+    return spec
 
 
 @dataclass
@@ -162,10 +171,12 @@ def provider_for(
             provider.recompute_method = "uniform"
             provider.recompute_num_layers = 1
     if not _uses_transformer_engine():
-        # No TE / apex (CPU, or a GPU without TE): megatron-core's local layers, unfused
-        # kernels, weights initialised on the CPU generator (identical for any TP size).
-        provider.transformer_layer_spec = local_layer_spec
-        provider.attention_backend = AttnBackend.local
+        # No TE / apex (CPU, or a GPU without TE): megatron-core's local layers with PyTorch's
+        # fused attention, weights initialised on the CPU generator (identical for any TP).
+        provider.transformer_layer_spec = local_sdpa_layer_spec
+        # Not AttnBackend.local: under it Bridge puts megatron's unfused DotProductAttention
+        # back into the spec. `auto` keeps the spec's own core attention (no TE to select).
+        provider.attention_backend = AttnBackend.auto
         provider.use_cpu_initialization = True
         provider.gradient_accumulation_fusion = False
         provider.masked_softmax_fusion = False

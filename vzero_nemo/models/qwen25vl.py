@@ -13,11 +13,20 @@ pipeline stage + megatron-core GPT language model) and changes only `forward`:
   while `input_ids` holds only the T_new new tokens (tested against a full forward).
 
     logits_BTV = model(input_ids_BT, position_ids_3BT, attention_mask_B1TT,
-                       pixel_values=..., image_grid_thw=...)
+                       pixel_values=..., image_grid_thw=..., image_of_row=...)
+
+Images: `pixel_values` / `image_grid_thw` hold I images and `image_of_row` (B,) says which
+one each row shows, so an image shown by several rows goes through the vision tower once
+(`PromptBatch.vision_inputs()` gives all three). Without `image_of_row`, row b shows image b
+(transformers' convention).
 
 Returns logits (B, T, V / TP) with the vocabulary split over tensor-parallel ranks (use
 `vzero_nemo.models.logprobs`), or, with `labels` (B, T), megatron's per-token cross entropy
-(B, T) = -log p(labels). Middle pipeline stages return hidden states; the first stage owns
+(B, T) = -log p(labels). With `labels` and `loss_mask` (B, T) the output layer and the
+vocabulary softmax run only where `loss_mask` is non-zero (the response tokens of a policy
+batch: a quarter of the tokens in the tiny recipe, fewer at scale) and the cross entropy is
+0 elsewhere, so any loss that multiplies by the mask is unchanged, and the (B, T, V)
+logits are never materialised (without sequence parallelism, which splits the positions). Middle pipeline stages return hidden states; the first stage owns
 the vision tower and takes `pixel_values` / `image_grid_thw`.
 
 Padding: megatron-core's local attention (CPU) applies the explicit mask, so left- and
@@ -33,6 +42,9 @@ import torch
 from megatron.bridge.models.qwen_vl.modeling_qwen25_vl import Qwen25VLModel
 from megatron.core.tensor_parallel import scatter_to_sequence_parallel_region
 
+from vzero_nemo.models.logprobs import masked_cross_entropy
+from vzero_nemo.profiling import region
+
 
 class VZeroQwen25VLModel(Qwen25VLModel):
     """Qwen2.5-VL (Megatron-Bridge) taking M-RoPE positions and a KV-cache context."""
@@ -42,17 +54,23 @@ class VZeroQwen25VLModel(Qwen25VLModel):
         input_ids: torch.Tensor,
         pixel_values: torch.Tensor | None,
         image_grid_thw: torch.Tensor | None,
+        image_of_row: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Token embeddings with the image features scattered into the <|image_pad|> slots:
-        (T, B, H), megatron's sequence-first layout. First pipeline stage only."""
+        (T, B, H), megatron's sequence-first layout. First pipeline stage only. Each image
+        of `pixel_values` is encoded once; row b gets image `image_of_row[b]` (default b)."""
         embeds = self.language_model.embedding(input_ids=input_ids, position_ids=None)
         if pixel_values is None:
             return embeds
         if image_grid_thw is None:
             raise ValueError("pixel_values given without image_grid_thw; pass both")
         embeds = embeds.transpose(0, 1)  # (B, T, H)
-        features = self.get_image_features(pixel_values, image_grid_thw, return_dict=True)
-        image_embeds = torch.cat(features.pooler_output, dim=0).to(embeds.dtype)
+        with region("vision"):
+            features = self.get_image_features(pixel_values, image_grid_thw, return_dict=True)
+            per_image = features.pooler_output
+            if image_of_row is not None:
+                per_image = [per_image[i] for i in image_of_row.tolist()]
+            image_embeds = torch.cat(per_image, dim=0).to(embeds.dtype)
         image_mask, _ = self.get_placeholder_mask(
             input_ids, inputs_embeds=embeds, image_features=image_embeds
         )
@@ -70,6 +88,7 @@ class VZeroQwen25VLModel(Qwen25VLModel):
         runtime_gather_output: bool | None = None,
         *,
         loss_mask: torch.Tensor | None = None,
+        image_of_row: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """input_ids (B, T) long; position_ids (3, B, T) long; attention_mask (B, 1, T, Tk)
         bool with True = masked (None: causal without padding)."""
@@ -83,10 +102,13 @@ class VZeroQwen25VLModel(Qwen25VLModel):
             _require_causal_for_real_queries(attention_mask)
         decoder_input = None
         if self.pre_process:
-            decoder_input = self.embed(input_ids, pixel_values, image_grid_thw)
+            decoder_input = self.embed(input_ids, pixel_values, image_grid_thw, image_of_row)
             if self.config.sequence_parallel:
                 tp_group = self.config._pg_collection.tp
                 decoder_input = scatter_to_sequence_parallel_region(decoder_input, group=tp_group)
+        masked_loss = (
+            labels is not None and loss_mask is not None and not self.config.sequence_parallel
+        )
         return self.language_model(
             input_ids=None,
             position_ids=position_ids,
@@ -96,6 +118,8 @@ class VZeroQwen25VLModel(Qwen25VLModel):
             inference_context=inference_context,
             runtime_gather_output=runtime_gather_output,
             loss_mask=loss_mask,
+            output_processor=masked_cross_entropy if masked_loss else None,
+            output_processor_context=loss_mask,
         )
 
 

@@ -4,7 +4,10 @@ A `TrainSequence` is one completed request: the rendered prompt (tokens + image 
 sampled response ids (stop token included: we train on exactly the sampled ids) and the
 behaviour log-probs the sampler returned. `make_micro_batches` pads sequences on the right into
 fixed-shape micro-batches (every micro-batch of a step has the same (B, T), which pipeline
-parallelism needs for its point-to-point shapes; filler rows carry no loss).
+parallelism needs for its point-to-point shapes). A step's sequences go into as few
+micro-batches as `micro_batch_size` allows, with their rows balanced, so filler rows (which
+carry no loss but cost a full forward and backward) only fill the last micro-batch up to the
+common row count: 16 sequences with micro_batch_size 32 are one micro-batch of 16 rows.
 
 Alignment: `labels[b, t] = input_ids[b, t + 1]`; `loss_mask[b, t] = 1` where `labels[b, t]`
 is a response token. Per-token tensors (`old_logp`, `ref_logp`) use the same alignment.
@@ -21,6 +24,7 @@ from vzero_nemo.config import ModelConfig
 from vzero_nemo.models.batch import causal_padding_mask, collate_prompts
 from vzero_nemo.models.chat import PromptInputs
 from vzero_nemo.models.tokenizer import VLTokenizer
+from vzero_nemo.profiling import region
 
 
 @dataclass(slots=True)
@@ -57,13 +61,18 @@ class MicroBatch:
     ref_logp: torch.Tensor
     advantages: torch.Tensor
     pixel_values: torch.Tensor
+    """Each distinct image of the micro-batch once (`PromptBatch`): the rows that share a
+    prompt's pixel tensor (the votes of one game) share one pass of the vision tower."""
     image_grid_thw: torch.Tensor
+    image_of_row: torch.Tensor
+    """(B,) the image each row shows; stays on the CPU (the model reads it as a list)."""
     rows: list[int]
     """Index into the step's sequence list of each real row (filler rows are absent)."""
 
     def to(self, device: torch.device) -> MicroBatch:
+        stay = ("rows", "image_of_row")
         moved = {
-            name: getattr(self, name).to(device) if name != "rows" else self.rows
+            name: getattr(self, name) if name in stay else getattr(self, name).to(device)
             for name in self.__slots__
         }
         return MicroBatch(**moved)
@@ -75,23 +84,26 @@ def make_micro_batches(
     model_cfg: ModelConfig,
     micro_batch_size: int,
 ) -> list[MicroBatch]:
-    """Pad `sequences` into micro-batches of `micro_batch_size` rows and one common width."""
+    """Pad `sequences` into micro-batches of at most `micro_batch_size` rows (balanced, see
+    the module docstring) and one common width."""
     if not sequences:
         return []
+    if micro_batch_size < 1:
+        raise ValueError(f"micro_batch_size={micro_batch_size} must be >= 1")
     width = max(s.length for s in sequences)
     if width > model_cfg.seq_length:
         raise ValueError(
             f"a sequence of {width} tokens exceeds model.seq_length={model_cfg.seq_length}; "
             "raise model.seq_length or shorten rollout.max_clue_tokens / max_vote_tokens"
         )
+    num_micro = -(-len(sequences) // micro_batch_size)
+    rows_per_micro = -(-len(sequences) // num_micro)
     batches = []
-    for start in range(0, len(sequences), micro_batch_size):
-        rows = list(range(start, min(start + micro_batch_size, len(sequences))))
-        batches.append(
-            _collate(
-                [sequences[i] for i in rows], rows, tokenizer, model_cfg, width, micro_batch_size
-            )
-        )
+    with region("batching"):
+        for start in range(0, len(sequences), rows_per_micro):
+            rows = list(range(start, min(start + rows_per_micro, len(sequences))))
+            seqs = [sequences[i] for i in rows]
+            batches.append(_collate(seqs, rows, tokenizer, model_cfg, width, rows_per_micro))
     return batches
 
 
@@ -136,5 +148,6 @@ def _collate(
         advantages=advantages,
         pixel_values=batch.pixel_values,
         image_grid_thw=batch.image_grid_thw,
+        image_of_row=batch.image_of_row,
         rows=rows,
     )

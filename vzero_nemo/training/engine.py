@@ -22,6 +22,7 @@ import torch.distributed as dist
 from vzero_nemo.config import VZeroConfig
 from vzero_nemo.parallel import cpu_compat
 from vzero_nemo.parallel.groups import all_reduce_sum
+from vzero_nemo.profiling import region
 from vzero_nemo.training.batching import MicroBatch
 
 LossFn = Callable[[MicroBatch, torch.Tensor], tuple[torch.Tensor, torch.Tensor, dict]]
@@ -150,7 +151,9 @@ def run_schedule(
             mb.attention_mask,
             pixel_values=mb.pixel_values,
             image_grid_thw=mb.image_grid_thw,
+            image_of_row=mb.image_of_row,
             labels=mb.labels,
+            loss_mask=mb.loss_mask,  # logits only where a loss reads them
         )
         # A middle pipeline stage's hidden states are sent point-to-point: gloo needs them
         # contiguous (the local layer spec returns a transposed view).
@@ -159,7 +162,7 @@ def run_schedule(
     rows, width = micro_batches[0].input_ids.shape
     forward_backward = get_forward_backward_func()
     context = torch.no_grad() if forward_only else contextlib.nullcontext()
-    with compat_scope(), context:
+    with region("forward" if forward_only else "forward_backward"), compat_scope(), context:
         store = forward_backward(
             forward_step_func=forward_step,
             data_iterator=iter(micro_batches),
@@ -191,7 +194,7 @@ def zero_grads(chunks: Sequence[Any], optimizer) -> None:
 
 def optimizer_step(optimizer, scheduler) -> tuple[bool, float]:
     """(applied, grad_norm). One LR-schedule step per optimizer step."""
-    with compat_scope():
+    with region("optimizer"), compat_scope():
         applied, grad_norm, _ = optimizer.step()
     if applied:
         scheduler.step(increment=1)
@@ -203,20 +206,21 @@ def reduce_metrics(metrics: list[dict[str, torch.Tensor]]) -> dict[str, float]:
 
     Metrics live on the last pipeline stage; the sums travel over the world group (other
     stages contribute zeros), so every rank gets the same numbers."""
-    names = sorted({k for m in metrics for k in m})
-    if dist.is_initialized():
-        # Every rank must agree on the names: gather them from the last stage.
-        gathered: list[Any] = [None] * dist.get_world_size()
-        dist.all_gather_object(gathered, names)
-        names = sorted({n for g in gathered for n in g})
-    totals = torch.zeros(len(names), 2, dtype=torch.float64)
-    for m in metrics:
-        for i, name in enumerate(names):
-            if name in m:
-                totals[i] += m[name].detach().to(torch.float64).cpu().reshape(2)
-    if dist.is_initialized():
-        totals = all_reduce_sum(totals, "world")
-    return {
-        name: float(totals[i, 0] / totals[i, 1]) if totals[i, 1] > 0 else float("nan")
-        for i, name in enumerate(names)
-    }
+    with region("metrics"):
+        names = sorted({k for m in metrics for k in m})
+        if dist.is_initialized():
+            # Every rank must agree on the names: gather them from the last stage.
+            gathered: list[Any] = [None] * dist.get_world_size()
+            dist.all_gather_object(gathered, names)
+            names = sorted({n for g in gathered for n in g})
+        totals = torch.zeros(len(names), 2, dtype=torch.float64)
+        for m in metrics:
+            for i, name in enumerate(names):
+                if name in m:
+                    totals[i] += m[name].detach().to(torch.float64).cpu().reshape(2)
+        if dist.is_initialized():
+            totals = all_reduce_sum(totals, "world")
+        return {
+            name: float(totals[i, 0] / totals[i, 1]) if totals[i, 1] > 0 else float("nan")
+            for i, name in enumerate(names)
+        }

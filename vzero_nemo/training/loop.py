@@ -25,7 +25,14 @@ from vzero_nemo.training import engine
 from vzero_nemo.training.data_source import GameSource
 from vzero_nemo.training.metrics_log import MetricsLogger, new_run_id
 from vzero_nemo.training.setup import build_stack
-from vzero_nemo.training.trainer import Trainer, new_state, resume, run_iteration, save
+from vzero_nemo.training.trainer import (
+    Trainer,
+    new_state,
+    new_timers,
+    resume,
+    run_iteration,
+    save,
+)
 
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGUSR1)
 
@@ -86,6 +93,7 @@ def setup_trainer(cfg: VZeroConfig) -> Trainer:
         scheduler=stack.scheduler,
         source=source,
         state=new_state(cfg, new_run_id()),
+        timers=new_timers(cfg),
     )
     latest = ckpt.latest_checkpoint(cfg.checkpoint.dir) if cfg.checkpoint.resume == "auto" else None
     if latest is not None:

@@ -23,8 +23,9 @@ from vzero_nemo.game.policies import make_policy
 from vzero_nemo.generation.generate import generate
 from vzero_nemo.generation.sampling import SamplingParams
 from vzero_nemo.models.batch import collate_prompts
-from vzero_nemo.models.chat import PromptInputs, render_chat
+from vzero_nemo.models.chat import ImagePatches, PromptInputs, image_patches, render_chat
 from vzero_nemo.models.tokenizer import VLTokenizer
+from vzero_nemo.profiling import region
 from vzero_nemo.training.batching import TrainSequence
 
 
@@ -52,11 +53,33 @@ def generate_texts(
     logprobs: list[list[float]] = []
     for start in range(0, len(prompts), max_batch):
         chunk = prompts[start : start + max_batch]
-        batch = collate_prompts(chunk, tokenizer, model_cfg)
+        with region("collate"):
+            batch = collate_prompts(chunk, tokenizer, model_cfg)
         out = generate(model, batch, params, generator)
         token_ids.extend(out.token_ids)
         logprobs.extend(out.logprobs)
     return token_ids, logprobs
+
+
+def render_requests(
+    requests: Sequence, pairs: Sequence[GamePair], tokenizer: VLTokenizer, model_cfg: ModelConfig
+) -> list[PromptInputs]:
+    """The chat-rendered prompt of each request. The num_votes observer samples of a game
+    share one prompt: it is rendered once and the same object is used for each; the seats
+    that see the same image of a game share its patches, so a batch encodes it once."""
+    rendered: dict[tuple[int, str, str], PromptInputs] = {}
+    patches: dict[tuple[int, str], ImagePatches] = {}
+    prompts = []
+    for r in requests:
+        key = (r.game_index, r.image, repr(r.messages))
+        if key not in rendered:
+            image_key = (r.game_index, r.image)
+            if image_key not in patches:
+                image = pairs[r.game_index].image(r.image)
+                patches[image_key] = image_patches(image, model_cfg)
+            rendered[key] = render_chat(r.messages, tokenizer, patches[image_key], model_cfg)
+        prompts.append(rendered[key])
+    return prompts
 
 
 def decode_completion(tokenizer: VLTokenizer, ids: Sequence[int]) -> str:
@@ -104,26 +127,20 @@ def play_games(
             stop_token_ids=tokenizer.stop_ids,
             banned_token_ids=tokenizer.vision_ids,
         )
-        # The num_votes observer samples of a game share one prompt: render it once.
-        rendered: dict[tuple[int, str, str], PromptInputs] = {}
-        prompts = []
-        for r in requests:
-            key = (r.game_index, r.image, repr(r.messages))
-            if key not in rendered:
-                image = pairs[r.game_index].image(r.image)
-                rendered[key] = render_chat(r.messages, tokenizer, image, cfg.model)
-            prompts.append(rendered[key])
         speaker = model if stage == "clue" or vote_model is None else vote_model
-        ids, logps = generate_texts(
-            speaker, prompts, tokenizer, params, generator, cfg.rollout.max_batch, cfg.model
-        )
-        turn = {}
-        for request, prompt, resp, logp in zip(requests, prompts, ids, logps):
-            sequences[request.request_id] = TrainSequence(prompt, list(resp), list(logp))
-            turn[request.request_id] = decode_completion(tokenizer, resp)
-            num_tokens += len(resp)
-        completions.update(turn)
-        env.submit(turn)
+        with region(stage):
+            with region("render"):
+                prompts = render_requests(requests, pairs, tokenizer, cfg.model)
+            ids, logps = generate_texts(
+                speaker, prompts, tokenizer, params, generator, cfg.rollout.max_batch, cfg.model
+            )
+            turn = {}
+            for request, prompt, resp, logp in zip(requests, prompts, ids, logps):
+                sequences[request.request_id] = TrainSequence(prompt, list(resp), list(logp))
+                turn[request.request_id] = decode_completion(tokenizer, resp)
+                num_tokens += len(resp)
+            completions.update(turn)
+            env.submit(turn)
     return Rollout(
         env=env,
         samples=env.training_samples(),

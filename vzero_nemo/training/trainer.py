@@ -1,13 +1,18 @@
 """The Iterative-SPO trainer: state, setup, one iteration as named steps, checkpoints.
 
-One iteration (`run_iteration`):
+One iteration (`run_iteration`), six named steps, each a timer (`time/<step>_s` metrics):
 
-    next_pairs -> play_games (clue turns, then votes; one generation call per turn)
-    -> reduce_game_metrics (exact sums over DP ranks)
-    -> assign_advantages (RAE for clue samples, group z-scores / means for votes)
-    -> score_reference (frozen reference log-probs of the trained tokens)
-    -> train_step (megatron-core schedule, per-token loss over the global batch, AdamW)
-    -> controller.update (Iterative-SPO decides the next stage)
+    data        next_pairs
+    rollout     play_games (clue turns, then votes; one generation call per turn)
+    advantages  reduce_game_metrics (exact sums over DP ranks), assign_advantages (RAE for
+                clue samples, group z-scores / means for votes)
+    logprobs    score_reference (frozen reference log-probs of the trained tokens)
+    train       train_step (megatron-core schedule, per-token loss over the global batch, AdamW)
+    controller  Iterative-SPO decides the next stage; the iteration's metrics
+
+`train.profile=true` prints each iteration's timers as a table, down to the prefill and
+decode of each turn, the vision tower, forward/backward and the optimizer
+(`vzero_nemo.profiling`); `train.profile_trace_dir=DIR` also writes a torch profiler trace.
 
 Both stages are rolled out every iteration (clue rewards need votes); only the active stage's
 samples get gradients (clue stages also train the votes with spo.clue_stage_trains_votes). The
@@ -20,7 +25,7 @@ resumed run repeats the uninterrupted run exactly.
 
 from __future__ import annotations
 
-import time
+import contextlib
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -37,7 +42,9 @@ from vzero_nemo.algorithms.losses import policy_loss
 from vzero_nemo.algorithms.spo import StageController
 from vzero_nemo.config import VZeroConfig
 from vzero_nemo.game.env import TrainingSample
+from vzero_nemo.generation.score import score_responses
 from vzero_nemo.parallel.groups import ParallelState, all_reduce_max, all_reduce_sum
+from vzero_nemo.profiling import Timers, format_profile, trace
 from vzero_nemo.training import checkpoint as ckpt
 from vzero_nemo.training import engine
 from vzero_nemo.training.batching import MicroBatch, TrainSequence, make_micro_batches
@@ -107,7 +114,8 @@ class Trainer:
     source: GameSource
     state: TrainerState
     logger: MetricsLogger | None = None
-    timers: dict[str, float] = field(default_factory=dict)
+    timers: Timers = field(default_factory=Timers)
+    """Wall-clock totals of the named steps (`run_iteration`, `save`)."""
 
     @property
     def games_per_rank(self) -> int:
@@ -221,22 +229,18 @@ def score_reference(tr: Trainer, sequences: list[TrainSequence]) -> None:
     """Fill `ref_logp` of each sequence with the frozen reference's log-probs (last stage)."""
     if tr.cfg.grpo.kl_coef == 0 or not sequences:
         return
-    batches = _micro_batches(tr, sequences)
-    collected: list[tuple[MicroBatch, torch.Tensor]] = []
-
-    def keep_logp(mb: MicroBatch, ce_BT: torch.Tensor):
-        collected.append((mb, (-ce_BT).detach().float().cpu()))
-        return ce_BT.sum() * 0.0, torch.tensor(1, dtype=torch.int), {}
-
+    # KV-cached: the num_votes responses of a game share one prefill of their prompt.
     with reference_on_device(tr):
-        engine.run_schedule(
-            tr.reference, batches, keep_logp, forward_only=True, device=tr.par.device
+        logps = score_responses(
+            tr.reference,
+            [s.prompt for s in sequences],
+            [s.response_ids for s in sequences],
+            tr.tokenizer,
+            tr.cfg.model,
+            max_batch=tr.cfg.rollout.max_batch,
         )
-    for mb, logp_BT in collected:
-        for b, row in enumerate(mb.rows):
-            seq = sequences[row]
-            p, r = len(seq.prompt), len(seq.response_ids)
-            seq.ref_logp = logp_BT[b, p - 1 : p + r - 1].tolist()
+    for seq, logp in zip(sequences, logps):
+        seq.ref_logp = logp
 
 
 class reference_on_device:
@@ -347,50 +351,90 @@ def response_stats(rollout: Rollout) -> dict[str, float]:
 
 
 def run_iteration(tr: Trainer) -> IterationResult:
-    cfg, st = tr.cfg, tr.state
+    """One iteration as its six named steps, each timed (`tr.timers`, `time/*` metrics)."""
+    cfg, st, timers = tr.cfg, tr.state, tr.timers
     assert st.controller is not None
-    t0 = time.perf_counter()
     # Scripted clues have no tokens to train: only the decision stage learns.
     stage = st.controller.stage if cfg.rollout.clue_policy == "model" else "decision"
     seed = iteration_seed(cfg.train.seed, st.iteration, tr.par.dp_rank)
-    pairs = tr.source.next_pairs(tr.games_per_rank)
-    t_data = time.perf_counter()
-    generator = torch.Generator().manual_seed(seed)
-    rollout = play_games(tr.policy, pairs, cfg, tr.tokenizer, seed=seed, generator=generator)
-    t_rollout = time.perf_counter()
-    metrics = reduce_game_metrics(rollout.env.metrics())
-    sequences = assign_advantages(tr, rollout, stage)
-    score_reference(tr, sequences)
-    t_logp = time.perf_counter()
-    metrics.update(train_step(tr, sequences))
-    t_train = time.perf_counter()
-    next_stage = st.controller.update(metrics["game/decision_accuracy"], metrics["game/na_rate"])
-    generated = all_reduce_sum(float(rollout.num_generated_tokens))
+    with timers.active(), _trace_scope(tr), timers("iteration"):
+        with timers("data"):
+            pairs = tr.source.next_pairs(tr.games_per_rank)
+        with timers("rollout"):
+            generator = torch.Generator().manual_seed(seed)
+            rollout = play_games(
+                tr.policy, pairs, cfg, tr.tokenizer, seed=seed, generator=generator
+            )
+        with timers("advantages"):
+            metrics = reduce_game_metrics(rollout.env.metrics())
+            sequences = assign_advantages(tr, rollout, stage)
+        with timers("logprobs"):
+            score_reference(tr, sequences)
+        with timers("train"):
+            metrics.update(train_step(tr, sequences))
+        with timers("controller"):
+            next_stage = st.controller.update(
+                metrics["game/decision_accuracy"], metrics["game/na_rate"]
+            )
+            metrics.update(_iteration_metrics(tr, rollout, sequences, stage, next_stage))
     st.iteration += 1
-    t_end = time.perf_counter()
-    metrics.update(response_stats(rollout))
-    metrics.update(st.controller.metrics())
-    metrics.update(
-        {
-            "iteration": st.iteration,
-            "stage": stage,
-            "next_stage": next_stage,
-            "rae/baseline_spy": st.baselines.spy,
-            "rae/baseline_civilian": st.baselines.civilian,
-            "train/lr": tr.optimizer.param_groups[0]["lr"],
-            "train/num_sequences": all_reduce_sum(float(len(sequences))),
-            "train/skipped_steps": float(st.skipped_steps),
-            "data/corrupt_shards": float(tr.source.num_corrupt_shards),
-            "perf/rollout_tokens_per_s": generated / max(t_rollout - t_data, 1e-9),
-            "time/data_s": t_data - t0,
-            "time/rollout_s": t_rollout - t_data,
-            "time/logprobs_s": t_logp - t_rollout,
-            "time/train_s": t_train - t_logp,
-            "time/other_s": (t_data - t0) + (t_end - t_train),
-            "time/iteration_s": t_end - t0,
-        }
-    )
+    metrics["iteration"] = st.iteration
+    metrics.update(_timing_metrics(tr))
     return IterationResult(metrics=metrics, rollout=rollout)
+
+
+def _iteration_metrics(
+    tr: Trainer, rollout: Rollout, sequences: list[TrainSequence], stage: str, next_stage: str
+) -> dict[str, Any]:
+    st = tr.state
+    assert st.controller is not None
+    # One all-reduce for the two global counts.
+    generated, trained = all_reduce_sum(
+        torch.tensor([rollout.num_generated_tokens, len(sequences)], dtype=torch.float64)
+    ).tolist()
+    rollout_s = max(tr.timers.totals["iteration/rollout"], 1e-9)
+    return {
+        **response_stats(rollout),
+        **st.controller.metrics(),
+        "stage": stage,
+        "next_stage": next_stage,
+        "rae/baseline_spy": st.baselines.spy,
+        "rae/baseline_civilian": st.baselines.civilian,
+        "train/lr": tr.optimizer.param_groups[0]["lr"],
+        "train/num_sequences": trained,
+        "train/skipped_steps": float(st.skipped_steps),
+        "data/corrupt_shards": float(tr.source.num_corrupt_shards),
+        "perf/rollout_tokens_per_s": generated / rollout_s,
+    }
+
+
+def _timing_metrics(tr: Trainer) -> dict[str, float]:
+    """`time/<step>_s` for every timed block of the iteration (`time/iteration_s`,
+    `time/rollout_s`, nested blocks as `time/rollout/decision/prefill_s`; `time/checkpoint_s`
+    is the save after the previous iteration); `time/other_s` is the iteration outside
+    rollout, log-probs and training.
+    With `train.profile` the table is printed too."""
+    lap = tr.timers.lap()
+    totals = lap.wall_s
+    out = {f"time/{key.removeprefix('iteration/')}_s": s for key, s in totals.items()}
+    out["time/iteration_cpu_s"] = lap.cpu_s["iteration"]
+    out["time/other_s"] = totals["iteration"] - sum(
+        totals[f"iteration/{k}"] for k in ("rollout", "logprobs", "train")
+    )
+    if tr.cfg.train.profile and tr.par.is_main:
+        title = f"[profile] iteration {tr.state.iteration} (rank {tr.par.rank})"
+        print(format_profile(lap, title), flush=True)
+    return out
+
+
+def _trace_scope(tr: Trainer) -> contextlib.AbstractContextManager:
+    """A torch profiler trace of this process's second iteration (its first when it runs
+    only one) when `train.profile_trace_dir` is set."""
+    trace_dir = tr.cfg.train.profile_trace_dir
+    last = tr.state.iteration + 1 >= tr.cfg.train.iterations
+    if trace_dir is None or not (tr.timers.laps == 1 or (tr.timers.laps == 0 and last)):
+        return contextlib.nullcontext()
+    return trace(trace_dir, f"iteration{tr.state.iteration + 1}_rank{tr.par.rank}")
 
 
 # ---------------------------------------------------------------------- checkpoints
@@ -405,17 +449,22 @@ def sharded_state_dict(tr: Trainer, *, loading: bool = False) -> dict[str, Any]:
 def save(tr: Trainer) -> Path:
     from vzero_nemo.parallel.groups import all_gather_objects
 
-    data_states = all_gather_objects(tr.source.state_dict(), group="dp")
-    state = {**tr.state.state_dict(), "data": data_states, "scheduler": tr.scheduler.state_dict()}
-    with engine.compat_scope():
-        path = ckpt.save_checkpoint(
-            tr.cfg.checkpoint.dir,
-            tr.state.iteration,
-            sharded_state_dict(tr),
-            state,
-            tr.meta(),
-            tr.cfg.checkpoint.keep_last,
-        )
+    with tr.timers("checkpoint"):  # reported with the next iteration's times
+        data_states = all_gather_objects(tr.source.state_dict(), group="dp")
+        state = {
+            **tr.state.state_dict(),
+            "data": data_states,
+            "scheduler": tr.scheduler.state_dict(),
+        }
+        with engine.compat_scope():
+            path = ckpt.save_checkpoint(
+                tr.cfg.checkpoint.dir,
+                tr.state.iteration,
+                sharded_state_dict(tr),
+                state,
+                tr.meta(),
+                tr.cfg.checkpoint.keep_last,
+            )
     return path
 
 
@@ -437,6 +486,14 @@ def resume(tr: Trainer, path: Path) -> list[str]:
     assert tr.state.controller is not None
     tr.state.load_state_dict({k: v for k, v in state.items() if k not in ("data", "scheduler")})
     return resharded
+
+
+def new_timers(cfg: VZeroConfig) -> Timers:
+    """The run's timers: device-synchronised with `train.profile`, named trace ranges with
+    `train.profile_trace_dir`."""
+    return Timers(
+        sync_cuda=cfg.train.profile, record_functions=cfg.train.profile_trace_dir is not None
+    )
 
 
 def new_state(cfg: VZeroConfig, run_id: str) -> TrainerState:

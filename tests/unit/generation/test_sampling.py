@@ -81,3 +81,34 @@ def test_banned_tokens_are_never_picked(temperature):
         for t in sample_tokens(logits, params, torch.full((2,), float(u), dtype=torch.float64))
     }
     assert picks <= {0, 2} and (temperature == 0.0 or picks == {0, 2})
+
+
+def _reference_sampler(logits_BV, params, uniform_B):
+    """The sampler as first written (float32 ban, then float64; min with the last column
+    whose CDF is below the total on every row): the faster one must pick the same tokens."""
+    if params.banned_token_ids:
+        logits_BV = logits_BV.index_fill(-1, torch.tensor(params.banned_token_ids), -torch.inf)
+    probs_BV = torch.softmax(logits_BV.double() / params.temperature, dim=-1)
+    order_BV = None
+    if params.top_p < 1.0:
+        probs_BV, order_BV = probs_BV.sort(dim=-1, descending=True, stable=True)
+        probs_BV = probs_BV.masked_fill(probs_BV.cumsum(-1) - probs_BV >= params.top_p, 0.0)
+    cdf_BV = probs_BV.cumsum(dim=-1)
+    total_B1 = cdf_BV[:, -1:]
+    pick_B = torch.searchsorted(cdf_BV, uniform_B[:, None] * total_B1, right=True)
+    pick_B = torch.minimum(pick_B, (cdf_BV < total_B1).sum(dim=-1, keepdim=True))
+    if order_BV is not None:
+        pick_B = order_BV.gather(-1, pick_B)
+    return pick_B.squeeze(-1)
+
+
+@pytest.mark.parametrize("top_p", [1.0, 0.9])
+def test_same_tokens_as_the_reference_sampler(top_p):
+    gen = torch.Generator().manual_seed(3)
+    logits = torch.randn(4096, 64, generator=gen) * 4
+    uniforms = draw_uniforms(4096, gen)
+    uniforms[:8] = 1.0 - 2.0**-53  # u * total may round to the total: the guard's case
+    params = SamplingParams(temperature=0.7, top_p=top_p, banned_token_ids=(60, 61, 62, 63))
+    got = sample_tokens(logits, params, uniforms)
+    assert torch.equal(got, _reference_sampler(logits, params, uniforms))
+    assert not bool(torch.isin(got, torch.tensor([60, 61, 62, 63])).any())

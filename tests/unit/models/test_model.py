@@ -99,6 +99,31 @@ def test_labels_path_equals_token_logprobs(model):
     assert (logp - ref).abs().max().item() < 1e-5
 
 
+def test_loss_mask_limits_the_cross_entropy_to_its_positions(model):
+    """With a loss mask the output layer runs only at masked-in positions: the same cross
+    entropy there (and the same gradients), exactly 0 elsewhere."""
+    batch = collate_prompts(_prompts(3), tiny_tokenizer(), CFG, padding_side="right")
+    targets = batch.input_ids.roll(-1, dims=1)
+    loss_mask = torch.zeros(targets.shape)
+    loss_mask[0, 5:9] = 1.0
+    loss_mask[2, 20:] = 1.0
+    loss_mask[2] *= batch.attention_mask[2]
+    results = []
+    for kwargs in ({}, {"loss_mask": loss_mask}):
+        model.zero_grad()
+        ce = _logits(model, batch, labels=targets, **kwargs)
+        (ce * loss_mask).sum().backward()
+        grads = [p.grad.clone() for p in model.parameters() if p.grad is not None]
+        results.append((ce.detach(), grads))
+    (full, full_grads), (masked, masked_grads) = results
+    assert masked.shape == full.shape
+    assert torch.all(masked[loss_mask == 0] == 0)
+    assert (masked - full)[loss_mask > 0].abs().max().item() < 1e-5
+    assert len(full_grads) == len(masked_grads)
+    for a, b in zip(full_grads, masked_grads):
+        assert (a - b).abs().max().item() < 1e-6
+
+
 def test_kv_cached_decoding_matches_full_forward(model):
     from megatron.core.inference.contexts import StaticInferenceContext
 
