@@ -143,8 +143,9 @@ def layer_spec_choice() -> str:
 
 
 TE_MISSING = (
-    "transformer-engine not found, so attention and norms run unfused (no flash attention, "
-    "more activation memory, slower steps); it ships in the NGC NeMo container"
+    "transformer-engine not found, so norms, MLPs and rotary embeddings run unfused and "
+    "attention is PyTorch's SDPA (more activation memory, slower steps than TE's kernels); "
+    "it ships in the NGC NeMo container"
 )
 
 
