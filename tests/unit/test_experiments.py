@@ -27,8 +27,8 @@ def test_table_reports_mean_and_half_range_per_row(tmp_path):
                       "chance_accuracy": 0.25}, "oracle": _result("x", 0, 0.25)["eval"]["oracle"]}  # fmt: skip
     write_table(results, before, tmp_path, "python -m vzero_nemo.experiments.ablate ...")
     text = (tmp_path / "ablation.md").read_text()
-    assert "| iterative | 0.450 ± 0.050 | 0.550 ± 0.050 |" in text
-    assert "| rae_off | 0.300 ± 0.000 |" in text
+    assert "| iterative (2 seeds) | 0.450 ± 0.050 | 0.550 ± 0.050 |" in text
+    assert "| rae_off (2 seeds) | 0.300 ± 0.000 |" in text
     assert "128" in text and "seeds [0, 1]" in text
     assert (tmp_path / "ablation.png").stat().st_size > 1000
     assert mean_spread([1.0, 2.0, 4.0]) == (pytest.approx(7 / 3), 1.5)

@@ -28,6 +28,8 @@ def mean_spread(values: list[float]) -> tuple[float, float]:
 
 def _cell(values: list[float], integer: bool = False) -> str:
     mean, spread = mean_spread(values)
+    if len(values) == 1:  # one seed: no spread to state
+        return f"{mean:.1f}" if integer else f"{mean:.3f}"
     if integer:
         return f"{mean:.1f} ± {spread:.1f}"
     return f"{mean:.3f} ± {spread:.3f}"
@@ -49,7 +51,8 @@ def markdown(results: list[dict], before: dict, command: str) -> str:
     head = ["row", *(name for name, _ in COLUMNS)]
     lines = [
         f"Held-out games per evaluation: {games} (the same games for every run); seeds "
-        f"{seeds}; cells are mean ± half the min-max range over seeds.",
+        f"{seeds}; cells are mean ± half the min-max range over the row's seeds (one value "
+        "where a row has one seed).",
         "",
         "| " + " | ".join(head) + " |",
         "|" + "---|" * len(head),
@@ -64,7 +67,10 @@ def markdown(results: list[dict], before: dict, command: str) -> str:
     for row, cols in rows.items():
         cells = [_cell(v, integer=name in ("switches", "clue iterations", "train time s"))
                  for name, v in cols.items()]  # fmt: skip
-        lines.append(f"| {row} | " + " | ".join(cells) + " |")
+        seeds = len(next(iter(cols.values())))
+        lines.append(
+            f"| {row} ({seeds} seed{'s' if seeds > 1 else ''}) | " + " | ".join(cells) + " |"
+        )
     lines += ["", f"Command: `{command}`", ""]
     return "\n".join(lines)
 
