@@ -48,6 +48,13 @@ class SDPACoreAttention(DotProductAttention):
         v_BGTD = value.permute(1, 2, 0, 3)
         heads, groups = q_BHTD.shape[1], k_BGTD.shape[1]
         dropout = self.attention_dropout.p if self.training else 0.0
+        sq_len, sk_len = q_BHTD.shape[2], k_BGTD.shape[2]
+        if attention_mask is None and sq_len != sk_len:
+            # KV-cached decoding without a mask: queries are the LAST sq_len positions, so the
+            # causal mask is bottom-right aligned (SDPA's is_causal aligns it top-left).
+            attention_mask = ~torch.ones(
+                sq_len, sk_len, dtype=torch.bool, device=q_BHTD.device
+            ).tril(diagonal=sk_len - sq_len)[None, None]
         if attention_mask is None:
             out_BHTD = F.scaled_dot_product_attention(
                 q_BHTD,
