@@ -57,12 +57,22 @@ RUNS = {
 }
 TENSORS = {2: 57, 1: 45}
 """HF tensors of a checkpoint with this many language layers (2 vision blocks)."""
+NEEDED_72B_GIB = 12
+"""Host memory the 72B width peaks at (the TP=1 import: 6.5 GiB of parameters, a 2.3 GiB
+embedding read whole, 1 GiB of libraries), with margin."""
 NOISE_FACTOR = 2.0
 """Ours vs transformers may differ by at most this multiple of transformers' own noise."""
 BUG_FACTOR = 10.0
 """A simulated bug must move the logits by at least this multiple of that noise."""
 SLACK_GIB = 0.125
 """Import peak allowance for communication and allocator buffers."""
+
+
+def _available_gib() -> float:
+    for line in Path("/proc/meminfo").read_text().splitlines():
+        if line.startswith("MemAvailable:"):
+            return int(line.split()[1]) / 2**20
+    return 0.0
 
 
 def _run(cmd: list[str], log: Path, timeout_s: float) -> None:
@@ -88,8 +98,11 @@ def _results(out: Path) -> dict:
 @pytest.fixture(scope="module", params=sorted(RUNS))
 def width_run(request, tmp_path_factory, launch) -> tuple[str, dict]:
     width = request.param
-    if width == "72b" and os.environ.get("VZERO_WIDTHS_72B") != "1":
-        pytest.skip("72B width needs ~11 GiB of host memory: set VZERO_WIDTHS_72B=1")
+    if width == "72b":
+        if os.environ.get("VZERO_WIDTHS_72B") != "1":
+            pytest.skip("72B width needs ~11 GiB of host memory: set VZERO_WIDTHS_72B=1")
+        if _available_gib() < NEEDED_72B_GIB:
+            pytest.skip(f"72B width needs {NEEDED_72B_GIB} GiB free, {_available_gib():.1f} free")
     run = RUNS[width]
     out = tmp_path_factory.mktemp(f"widths_{width}")
     hf = out / "hf"
