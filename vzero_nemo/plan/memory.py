@@ -14,7 +14,9 @@ frozen reference when resident. Phases add what lives only then:
 - training: stored activations of the micro-batches in flight (1F1B: PP - stage; interleaved
   as megatron's warm-up), per layer by recompute mode; the vision tower's (a Hugging Face
   module that megatron's recompute does not reach) on the first stage; the logits and
-  fp32 cross-entropy of one micro-batch on the last stage.
+  fp32 cross-entropy of one micro-batch on the last stage; backward's working set;
+- optimizer step: the update's temporaries (torch's per-tensor AdamW on CPU; none for the
+  fused Adam of the GPU containers).
 
 Per-layer activations are counted tensor by tensor for the two kernel sets megatron uses
 (`layer_activation_bytes`: transformer-engine's fused kernels on GPU, the local ones on CPU),
@@ -207,6 +209,32 @@ def training_bytes(job: Job, params: StageParams) -> dict[str, int]:
     return out
 
 
+def largest_tensor(model: Model, layout: Layout, params: StageParams) -> int:
+    """Elements of the largest trainable parameter tensor on one GPU of a stage."""
+    d, t = model.dims, layout.tp
+    sizes = [2 * d.ffn_hidden_size * d.hidden_size // t] if params.num_layers else []
+    if params.stage == 0 or params.stage == layout.pp - 1:
+        sizes.append(model.vocab_size * d.hidden_size // t)
+    if params.vision and not model.freeze_vision:
+        merged = d.vision.hidden_size * d.vision.spatial_merge_size**2
+        sizes += [
+            merged * merged,
+            merged * d.hidden_size,
+            2 * d.vision.intermediate_size * d.vision.hidden_size,
+        ]
+    return max(sizes, default=0)
+
+
+def optimizer_step_bytes(job: Job, params: StageParams) -> dict[str, int]:
+    """Transient memory of the optimizer step. torch's AdamW (CPU, no apex) works tensor by
+    tensor: the square root and division temporaries and the gradient-clipping copy hold up
+    to three fp32 copies of the largest tensor. The fused multi-tensor Adam of the GPU
+    containers (transformer-engine / apex) updates in place."""
+    if job.model.fused_kernels:
+        return {}
+    return {"update temporaries": 3 * largest_tensor(job.model, job.layout, params) * FP32}
+
+
 def reference_bytes(job: Job, params: StageParams) -> dict[str, int]:
     model, layout, work = job.model, job.layout, job.work
     if not model.with_reference:
@@ -270,6 +298,7 @@ def plan_memory(job: Job) -> MemoryPlan:
                     "rollout": rollout_bytes(job, params),
                     "reference": reference_bytes(job, params),
                     "training": training_bytes(job, params),
+                    "optimizer step": optimizer_step_bytes(job, params),
                 },
             )
         )

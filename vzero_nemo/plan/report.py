@@ -53,7 +53,7 @@ def memory_lines(memory: MemoryPlan, capacity: int, device: DeviceSpec, seq: int
     ]
     for phase, parts in memory.phases.items():
         detail = ", ".join(f"{k} {gib(v)}" for k, v in parts.items())
-        lines.append(f"  {phase:<9} {gib(memory.phase_total(phase)):>10}  (+ {detail})")
+        lines.append(f"  {phase:<14} {gib(memory.phase_total(phase)):>10}  (+ {detail})")
     verdict = "fits" if memory.peak_bytes <= capacity else "DOES NOT FIT"
     lines.append(
         f"  peak {gib(memory.peak_bytes)} ({memory.peak_phase}) of {gib(capacity)} usable on "
