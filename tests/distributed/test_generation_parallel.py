@@ -5,7 +5,8 @@ then, for each layout in turn (TP1 x DP2 reference, TP=2, PP=2), both ranks buil
 import the checkpoint through Megatron-Bridge (which shards it) and run on 4 image + text
 prompts of different lengths (left padding, one prompt repeated):
 - greedy generation, then greedy with a stop token that ends some rows early,
-- seeded sampling (temperature 1, top-p 0.9),
+- seeded sampling (temperature 1, top-p 0.9), also of 4 samples of each of two prompts
+  (the cache then keeps each prompt's keys once),
 - `sequence_logprobs` of prompt + greedy response (2 micro-batches through megatron-core's
   forward-only pipeline schedule), and `score_responses` of the same responses (KV-cached:
   each distinct prompt prefilled once, the responses as one block), against the reference
@@ -37,7 +38,7 @@ VISION_ONCE_TOLERANCE = 1e-6
 SEED = 1234
 LAYOUTS = {"ref": (1, 1), "tp2": (2, 1), "pp2": (1, 2)}
 MAX_NEW = 8
-RUNS = ("greedy", "greedy_stop", "sampled")
+RUNS = ("greedy", "greedy_stop", "sampled", "shared")
 
 
 @pytest.fixture(scope="module")
@@ -175,6 +176,9 @@ def _run_layout(tp: int, pp: int, hf_dir: Path, prompts, stop_token: int | None)
     stop = outs["greedy"].token_ids[0][2] if stop_token is None else stop_token
     with_stop = SamplingParams(temperature=0, max_new_tokens=MAX_NEW, stop_token_ids=(stop,))
     outs["greedy_stop"] = generate(model, batch, with_stop, torch.Generator())
+    # Four samples of each of two prompts: the cache keeps each prompt's keys once.
+    votes = collate_prompts([p for p in prompts[:2] for _ in range(4)], tokenizer, cfg)
+    outs["shared"] = generate(model, votes, runs["sampled"], torch.Generator().manual_seed(7))
 
     full, mask = _scored_batch(prompts, outs["greedy"].token_ids, tokenizer, cfg)
     seq_logp = sequence_logprobs(model, full, mask, micro_batch_size=2)

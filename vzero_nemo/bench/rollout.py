@@ -1,28 +1,36 @@
-"""Rollout throughput: one batched generate call vs one request at a time, Megatron vs HF.
+"""Rollout throughput: batched Megatron generation vs one request at a time vs HF `generate`.
 
-    python -m vzero_nemo.bench.rollout                         # 64 games x 4 seats, 1 thread
-    python -m vzero_nemo.bench.rollout --threads 2 --max-new-tokens 24 --prompt-style full
+    python -m vzero_nemo.bench.rollout                      # tiny_cpu: 16 games, 1 thread
+    python -m vzero_nemo.bench.rollout data.games_per_iteration=64 game.prompt_style=full \\
+        --threads 2 --json rollout.json
 
-The prompts are the first clue round of `--games` games of the tiny_cpu recipe (seat 0..3
-each see the earlier clues of a scripted oracle player), rendered with the project tokenizer
-and a random 48x48 image per seat: `games * seats` sequences of different lengths. Weights
-are random (throughput does not depend on them), so no stop token is used and every row
-generates exactly `--max-new-tokens` tokens in every mode.
+The workload is the generation of one self-play iteration of the recipe, with the rollout's
+own request building and rendering (`vzero_nemo.training.rollout.render_requests`):
+- `clue`: the first clue round, every seat of every game in one call (seat k sees the
+  scripted oracle's earlier clues); the civilians of a game see its original image, the spy
+  the edited one (random 48x48 pixels with one block changed), so the batch holds 2 images
+  per game;
+- `vote`: the observer's prompt of every game, `game.num_votes` samples each (the GRPO group).
+Max new tokens are the recipe's `rollout.max_clue_tokens` / `max_vote_tokens`. Weights are
+random (throughput does not depend on them), so no stop token is used and every row
+generates exactly that many tokens in every mode. Config comes from `vzero_nemo.cli`
+(`--recipe`, `key=value`); the flags are benchmark settings only.
 
-Modes, all in this one process on the same prompts:
-- `megatron batched`: `vzero_nemo.generation.generate` on all rows at once (KV cache).
+Modes, in this one process, on the same weights and prompts:
+- `megatron batched`: `vzero_nemo.generation.generate`, one call per workload (KV cache,
+  packed prefill of each distinct prompt once, each distinct image encoded once);
 - `megatron one-at-a-time`: the same call per row, as the official Vision-Zero code
-  generates (one request per call).
+  generates (one request per call);
 - `hf batched` / `hf one-at-a-time`: transformers' `Qwen2_5_VLForConditionalGeneration.
   generate` (SDPA attention, dynamic KV cache) on the same weights (exported through
-  Megatron-Bridge), left padding, `mm_token_type_ids` passed (without it transformers falls
-  back to 1-D positions). A greedy run on `--check-rows` rows in both implementations must
-  give identical tokens (printed as the agreement).
+  Megatron-Bridge), left padding, one image per row, `mm_token_type_ids` passed (without it
+  transformers falls back to 1-D positions). A greedy run on `--check-rows` rows of each
+  workload must give identical tokens in both implementations (printed as the agreement).
 
-One-at-a-time modes run on the first `--serial-rows` rows (default: all); tokens/s is a
-rate, so the ratios stay comparable. Prints a table with wall-clock and process-CPU time (the
-CPU column is robust to other load on the machine) and the speed ratios on both clocks;
-`--json PATH` saves them.
+One-at-a-time modes run on the first `--serial-rows` rows of each workload; tokens/s is a
+rate, so the ratios stay comparable. Prints per workload and for the whole iteration (both
+workloads: tokens over summed time) a table with wall-clock and process-CPU time (the CPU
+column is robust to other load on the machine) and the speed ratios on both clocks.
 """
 
 from __future__ import annotations
@@ -36,41 +44,61 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from PIL import Image
 
-from recipes.tiny_cpu import tiny_cpu
-from vzero_nemo.config import ModelConfig, ParallelConfig
+from vzero_nemo.config import ModelConfig, VZeroConfig
 from vzero_nemo.generation import SamplingParams, generate
 from vzero_nemo.models.batch import collate_prompts
-from vzero_nemo.models.chat import PromptInputs, render_chat
-from vzero_nemo.models.tokenizer import VLTokenizer, load_tokenizer
+from vzero_nemo.models.chat import PromptInputs
+from vzero_nemo.models.tokenizer import VLTokenizer
 
-
-def clue_round_prompts(
-    num_games: int, num_seats: int, prompt_style: str, tokenizer: VLTokenizer, model_cfg, seed: int
-) -> list[PromptInputs]:
-    """The requests of the first clue round (seats in order), rendered with random images."""
-    from vzero_nemo.game.env import GameBatch
-    from vzero_nemo.game.policies import make_policy
-    from vzero_nemo.game.synthetic import random_truths
-
-    cfg = tiny_cpu()
-    cfg.game.num_players = num_seats
-    cfg.game.prompt_style = prompt_style
-    env = GameBatch(random_truths("clevr", num_games, seed), cfg.game, seed, grpo=cfg.grpo)
-    policy = make_policy("oracle", cfg.game, seed)
-    rng = np.random.default_rng(seed)
-    prompts = []
-    for _ in range(num_seats):
-        requests = env.pending_requests()
-        for request in requests:
-            image = rng.integers(0, 256, size=(48, 48, 3), dtype=np.uint8)
-            prompts.append(render_chat(request.messages, tokenizer, image, model_cfg))
-        env.submit({r.request_id: policy(r, env.truths[r.game_index]) for r in requests})
-    return prompts
-
-
+WORKLOADS = ("clue", "vote")
 Timing = tuple[float, float, int]
 """(wall seconds, process CPU seconds, generated tokens) of one mode."""
+
+
+def game_pairs(cfg: VZeroConfig, seed: int) -> list:
+    """Random-pixel image pairs (one block of the spy image changed) with clevr truths."""
+    from vzero_nemo.game.synthetic import random_truths
+    from vzero_nemo.training.rollout import GamePair
+
+    rng = np.random.default_rng(seed)
+    truths = random_truths("clevr", cfg.data.games_per_iteration, seed)
+    side = int(cfg.model.max_pixels**0.5)
+    pairs = []
+    for i, truth in enumerate(truths):
+        original = rng.integers(0, 256, size=(side, side, 3), dtype=np.uint8)
+        modified = original.copy()
+        modified[: side // 3, : side // 3] = rng.integers(0, 256, size=3, dtype=np.uint8)
+        pairs.append(
+            GamePair(f"bench{i}", Image.fromarray(original), Image.fromarray(modified), truth)
+        )
+    return pairs
+
+
+def workload_prompts(
+    cfg: VZeroConfig, tokenizer: VLTokenizer, seed: int
+) -> dict[str, list[PromptInputs]]:
+    """The rendered prompts of the clue round (all seats) and of the vote turn."""
+    from vzero_nemo.game.env import GameBatch
+    from vzero_nemo.game.policies import make_policy
+    from vzero_nemo.training.rollout import render_requests
+
+    pairs = game_pairs(cfg, seed)
+    env = GameBatch([p.truth for p in pairs], cfg.game, seed, grpo=cfg.grpo)
+    oracle = make_policy("oracle", cfg.game, seed)
+    clue: list = []
+    while env.stage == "clue":
+        requests = env.pending_requests()
+        if requests[0].round == 0:
+            clue += requests
+        env.submit({r.request_id: oracle(r, pairs[r.game_index].truth) for r in requests})
+    votes = env.pending_requests()
+    # One render per turn kind, as the rollout renders a turn: shared prompts and patches.
+    return {
+        "clue": render_requests(clue, pairs, tokenizer, cfg.model),
+        "vote": render_requests(votes, pairs, tokenizer, cfg.model),
+    }
 
 
 def time_call(fn: Callable[[], int], repeats: int) -> Timing:
@@ -84,11 +112,7 @@ def time_call(fn: Callable[[], int], repeats: int) -> Timing:
     return min(walls), min(cpus), tokens
 
 
-def megatron_modes(model, prompts, tokenizer, model_cfg, args) -> dict[str, Timing]:
-    params = SamplingParams(
-        temperature=args.temperature, top_p=args.top_p, max_new_tokens=args.max_new_tokens
-    )
-
+def megatron_modes(model, prompts, tokenizer, model_cfg, params, args) -> dict[str, Timing]:
     def batched() -> int:
         batch = collate_prompts(prompts, tokenizer, model_cfg)
         return generate(model, batch, params, torch.Generator().manual_seed(args.seed)).num_tokens
@@ -102,7 +126,6 @@ def megatron_modes(model, prompts, tokenizer, model_cfg, args) -> dict[str, Timi
             for p in prompts[: args.serial_rows]
         )
 
-    generate(model, collate_prompts(prompts[:4], tokenizer, model_cfg), params, torch.Generator())
     return {
         "megatron batched": time_call(batched, args.repeats),
         "megatron one-at-a-time": time_call(serial, args.repeats),
@@ -124,14 +147,14 @@ def hf_model(megatron_model, model_cfg: ModelConfig):
     return model.eval()
 
 
-def hf_generate(model, rows: list[PromptInputs], tokenizer, model_cfg, args, **overrides):
+def hf_generate(model, rows, tokenizer, model_cfg, params: SamplingParams, **overrides):
     """transformers `generate` on left-padded rows -> new token ids [len(rows), new]."""
     batch = collate_prompts(rows, tokenizer, model_cfg, padding_side="left")
     kwargs = dict(
-        max_new_tokens=args.max_new_tokens,
-        do_sample=args.temperature > 0,
-        temperature=args.temperature if args.temperature > 0 else None,
-        top_p=args.top_p,
+        max_new_tokens=params.max_new_tokens,
+        do_sample=params.temperature > 0,
+        temperature=params.temperature if params.temperature > 0 else None,
+        top_p=params.top_p,
         top_k=None,
         eos_token_id=None,
         pad_token_id=tokenizer.pad_id,
@@ -149,22 +172,20 @@ def hf_generate(model, rows: list[PromptInputs], tokenizer, model_cfg, args, **o
     return out[:, batch.input_ids.shape[1] :]
 
 
-def greedy_agreement(megatron_model, hf, prompts, tokenizer, model_cfg, args) -> float:
+def greedy_agreement(megatron_model, hf, rows, tokenizer, model_cfg, max_new: int) -> float:
     """Fraction of rows whose greedy tokens are identical in both implementations."""
-    rows = prompts[: args.check_rows]
-    greedy = SamplingParams(temperature=0, max_new_tokens=args.max_new_tokens)
+    greedy = SamplingParams(temperature=0, max_new_tokens=max_new)
     batch = collate_prompts(rows, tokenizer, model_cfg)
     ours = generate(megatron_model, batch, greedy, torch.Generator()).token_ids
-    theirs = hf_generate(hf, rows, tokenizer, model_cfg, args, do_sample=False, temperature=None)
+    theirs = hf_generate(hf, rows, tokenizer, model_cfg, greedy, do_sample=False)
     return sum(a == b for a, b in zip(ours, theirs.tolist())) / len(rows)
 
 
-def hf_modes(hf, prompts, tokenizer, model_cfg, args) -> dict[str, Timing]:
+def hf_modes(hf, prompts, tokenizer, model_cfg, params, args) -> dict[str, Timing]:
     def run(rows: list[PromptInputs]) -> int:
         torch.manual_seed(args.seed)
-        return hf_generate(hf, rows, tokenizer, model_cfg, args).numel()
+        return hf_generate(hf, rows, tokenizer, model_cfg, params).numel()
 
-    run(prompts[:4])
     return {
         "hf batched": time_call(lambda: run(prompts), args.repeats),
         "hf one-at-a-time": time_call(
@@ -181,12 +202,9 @@ PAIRS = (
 )
 
 
-def report(results: dict[str, Timing], num_rows: int, args) -> dict[str, float]:
+def report(title: str, results: dict[str, Timing], rows: dict[str, int]) -> dict[str, float]:
     """Print the table and the speed ratios (wall and CPU); return them as a flat dict."""
-    print(
-        f"\n{num_rows} sequences x {args.max_new_tokens} new tokens, {args.threads} thread(s), "
-        f"temperature {args.temperature}, best of {args.repeats}"
-    )
+    print(f"\n{title}")
     header = f"{'mode':<24} {'rows':>5} {'tokens':>7} {'wall s':>8} {'cpu s':>8}"
     print(f"{header} {'tok/s wall':>11} {'tok/s cpu':>10}")
     numbers: dict[str, float] = {}
@@ -194,7 +212,7 @@ def report(results: dict[str, Timing], num_rows: int, args) -> dict[str, float]:
         numbers[f"tokens_per_s_wall/{mode}"] = tokens / wall
         numbers[f"tokens_per_s_cpu/{mode}"] = tokens / cpu
         print(
-            f"{mode:<24} {tokens // args.max_new_tokens:>5} {tokens:>7} {wall:>8.2f} {cpu:>8.2f} "
+            f"{mode:<24} {rows[mode]:>5} {tokens:>7} {wall:>8.2f} {cpu:>8.2f} "
             f"{tokens / wall:>11.1f} {tokens / cpu:>10.1f}"
         )
     print("speed ratios (tokens/s of the first over the second; wall, cpu):")
@@ -212,51 +230,105 @@ def report(results: dict[str, Timing], num_rows: int, args) -> dict[str, float]:
     return numbers
 
 
+def _params(cfg: VZeroConfig, workload: str) -> SamplingParams:
+    r = cfg.rollout
+    return SamplingParams(
+        temperature=r.temperature,
+        top_p=r.top_p,
+        max_new_tokens=r.max_clue_tokens if workload == "clue" else r.max_vote_tokens,
+    )
+
+
+def run_workloads(model, hf, prompts, tokenizer, cfg: VZeroConfig, args) -> dict[str, float]:
+    """Time every mode on every workload, print the tables; the numbers as a flat dict."""
+    numbers: dict[str, float] = {}
+    totals: dict[str, list[float]] = {}
+    total_rows: dict[str, int] = {}
+    for workload in WORKLOADS:
+        rows, params = prompts[workload], _params(cfg, workload)
+        results = megatron_modes(model, rows, tokenizer, cfg.model, params, args)
+        if hf is not None:
+            results.update(hf_modes(hf, rows, tokenizer, cfg.model, params, args))
+        serial = min(args.serial_rows, len(rows))
+        counts = {m: serial if "one-at-a-time" in m else len(rows) for m in results}
+        title = f"{workload}: {len(rows)} sequences x {params.max_new_tokens} new tokens"
+        for key, value in report(title, results, counts).items():
+            numbers[f"{workload}/{key}"] = value
+        for mode, timing in results.items():
+            totals.setdefault(mode, [0.0, 0.0, 0])
+            totals[mode] = [a + b for a, b in zip(totals[mode], timing)]
+            total_rows[mode] = total_rows.get(mode, 0) + counts[mode]
+    title = f"iteration (clue + vote), {args.threads} thread(s), best of {args.repeats}"
+    whole = {mode: (t[0], t[1], int(t[2])) for mode, t in totals.items()}
+    for key, value in report(title, whole, total_rows).items():
+        numbers[f"iteration/{key}"] = value
+    return numbers
+
+
+def describe(prompts: dict[str, list[PromptInputs]], tokenizer, model_cfg) -> None:
+    for workload, rows in prompts.items():
+        lengths = [len(p) for p in rows]
+        images = collate_prompts(rows, tokenizer, model_cfg).image_grid_thw.shape[0]
+        print(
+            f"{workload}: {len(rows)} rows, {len({id(p) for p in rows})} distinct prompts, "
+            f"{images} distinct images, prompt tokens {min(lengths)}-{max(lengths)}"
+        )
+
+
+def check_agreement(model, hf, prompts, tokenizer, cfg: VZeroConfig, rows: int) -> dict:
+    """Greedy agreement with HF on the first `rows` rows of each workload (printed)."""
+    agreement = {}
+    for workload in WORKLOADS:
+        check = prompts[workload][:rows]
+        max_new = _params(cfg, workload).max_new_tokens
+        agreement[workload] = greedy_agreement(model, hf, check, tokenizer, cfg.model, max_new)
+        print(
+            f"{workload}: greedy tokens identical in Megatron and HF on "
+            f"{agreement[workload]:.0%} of {len(check)} rows"
+        )
+    return agreement
+
+
 def main(argv: list[str] | None = None) -> dict[str, float]:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--size", default="tiny", help="model.size (CPU: tiny)")
-    parser.add_argument("--games", type=int, default=64)
-    parser.add_argument("--seats", type=int, default=4)
-    parser.add_argument("--max-new-tokens", type=int, default=16)
-    parser.add_argument("--temperature", type=float, default=0.8)
-    parser.add_argument("--top-p", type=float, default=1.0)
-    parser.add_argument("--prompt-style", choices=("compact", "full"), default="compact")
+    from vzero_nemo.cli import add_config_arguments, config_from_argv
+
+    parser = argparse.ArgumentParser(
+        prog="python -m vzero_nemo.bench.rollout", description=__doc__.splitlines()[0]
+    )
+    add_config_arguments(parser, default_recipe="tiny_cpu")
     parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads")
-    parser.add_argument("--serial-rows", type=int, default=None, help="rows for one-at-a-time")
+    parser.add_argument("--serial-rows", type=int, default=32, help="rows for one-at-a-time")
     parser.add_argument("--repeats", type=int, default=1, help="runs per mode; the fastest counts")
     parser.add_argument("--check-rows", type=int, default=16, help="rows of the greedy check")
     parser.add_argument("--skip-hf", action="store_true", help="Megatron modes only")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=0, help="images, spy seats, sampling")
     parser.add_argument("--json", type=Path, default=None, help="write the numbers here")
-    args = parser.parse_args(argv)
+    args, cfg = config_from_argv(parser, argv)
     torch.set_num_threads(args.threads)
 
     from vzero_nemo.models.provider import build_policy
+    from vzero_nemo.models.tokenizer import load_tokenizer
     from vzero_nemo.parallel import destroy_parallel, initialize_parallel
 
-    model_cfg = ModelConfig(size=args.size)
-    tokenizer = load_tokenizer(model_cfg)
-    prompts = clue_round_prompts(
-        args.games, args.seats, args.prompt_style, tokenizer, model_cfg, args.seed
-    )
-    args.serial_rows = min(args.serial_rows or len(prompts), len(prompts))
-    lengths = [len(p) for p in prompts]
-    print(f"prompt tokens: min {min(lengths)} mean {np.mean(lengths):.0f} max {max(lengths)}")
-
-    initialize_parallel(ParallelConfig(), seed=args.seed)
+    tokenizer = load_tokenizer(cfg.model)
+    prompts = workload_prompts(cfg, tokenizer, args.seed)
+    describe(prompts, tokenizer, cfg.model)
+    warm = prompts["clue"][:4]
+    initialize_parallel(cfg.parallel, seed=args.seed)
     try:
-        model = build_policy(model_cfg, tokenizer=tokenizer)
-        results = megatron_modes(model, prompts, tokenizer, model_cfg, args)
+        model = build_policy(cfg.model, cfg.parallel, tokenizer=tokenizer)
+        batch = collate_prompts(warm, tokenizer, cfg.model)
+        generate(model, batch, _params(cfg, "clue"), torch.Generator())
+        hf, agreement = None, {}
         if not args.skip_hf:
-            hf = hf_model(model, model_cfg)
-            agreement = greedy_agreement(model, hf, prompts, tokenizer, model_cfg, args)
-            print(f"greedy tokens identical in Megatron and HF: {agreement:.0%} of rows")
-            results.update(hf_modes(hf, prompts, tokenizer, model_cfg, args))
+            hf = hf_model(model, cfg.model)
+            agreement = check_agreement(model, hf, prompts, tokenizer, cfg, args.check_rows)
+            hf_generate(hf, warm, tokenizer, cfg.model, _params(cfg, "clue"))
+        numbers = run_workloads(model, hf, prompts, tokenizer, cfg, args)
     finally:
         destroy_parallel()
-    numbers = report(results, len(prompts), args)
-    if not args.skip_hf:
-        numbers["greedy_agreement_with_hf"] = agreement
+    for workload, value in agreement.items():
+        numbers[f"{workload}/greedy_agreement_with_hf"] = value
     if args.json is not None:
         args.json.write_text(json.dumps(numbers, indent=2))
     return numbers

@@ -31,7 +31,10 @@ token ids and log-probs to the other stages. Every rank draws the same uniforms 
 `generator`, so generator states stay identical across the model-parallel group.
 
 Finished rows (a stop token was sampled) leave the batch and the KV cache at the next step,
-so the rest decodes at the size of the unfinished batch.
+so the rest decodes at the size of the unfinished batch. When rows repeat prompts (on
+average at least twice, as the observer's `num_votes` samples do), the cache keeps each
+distinct prompt's keys and values once and every decode step reads them once for all its
+rows (`KVCache(share_prompts=True)`).
 
 GPU: the same path runs there (not tested here: no GPU); `scaled_dot_product_attention`
 dispatches to fused CUDA kernels. megatron-core 0.19.2's dynamic inference engine is not
@@ -168,7 +171,10 @@ def generate(
     batch_size, width = batch.input_ids.shape
     with region("prefill"):
         plan = plan_prefill(batch, image_token_id=vlm.config.image_token_id)
-        cache = KVCache(plan, max_len=width + params.max_new_tokens - 1, device=runner.device)
+        # Rows repeating a prompt (the votes of a game) share its keys in the cache.
+        share = plan.num_unique * 2 <= batch_size
+        max_len = width + params.max_new_tokens - 1
+        cache = KVCache(plan, max_len=max_len, device=runner.device, share_prompts=share)
         with inference_scope(vlm, cache):
             logits_RV = _prefill(vlm, runner, batch, plan, cache)
     stop_ids = torch.tensor(params.stop_token_ids, dtype=torch.long)

@@ -41,9 +41,17 @@ from vzero_nemo.generation.prefill import PrefillPlan
 
 
 class KVCache:
-    """Per-layer key/value buffers [B, groups, max_len, head_dim] and the key mask [B, max_len]."""
+    """Per-layer key/value buffers [B, groups, max_len, head_dim] and the key mask [B, max_len].
 
-    def __init__(self, plan: PrefillPlan, max_len: int, device: torch.device) -> None:
+    With `share_prompts` (rows repeating a prompt: the observer's votes), the prompts' keys
+    and values are kept once per DISTINCT prompt ([U, groups, W, head_dim], `prompt_layers`)
+    and the per-row buffers hold only the generated tokens ([B, groups, max_len - W, d]);
+    a decode step attends to both with one softmax (see `_decode_shared`), reading each
+    prompt's keys once for all its rows instead of once per row."""
+
+    def __init__(
+        self, plan: PrefillPlan, max_len: int, device: torch.device, share_prompts: bool = False
+    ) -> None:
         lengths_B = plan.lengths_B
         width = int(lengths_B.max())
         if max_len < width:
@@ -64,6 +72,21 @@ class KVCache:
             torch.arange(width, device=device) < lengths_B.to(device)[:, None]
         )
         self.layers: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
+        self.share_prompts = share_prompts
+        self.prompt_layers: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
+        if share_prompts:
+            self.prompt_mask_UW = (
+                torch.arange(width, device=device) < plan.lengths_U.to(device)[:, None]
+            )
+            # Row b's slot in a [U, M] grid of the rows of each distinct prompt (M = most rows
+            # of one prompt), so the rows of a prompt attend to its keys in one matmul.
+            counts = torch.bincount(plan.unique_of_row_B, minlength=plan.num_unique)
+            self.rows_per_prompt = int(counts.max())
+            rank_B = torch.zeros_like(plan.unique_of_row_B)
+            seen = [0] * plan.num_unique
+            for row, u in enumerate(plan.unique_of_row_B.tolist()):
+                rank_B[row], seen[u] = seen[u], seen[u] + 1
+            self.slot_B = (plan.unique_of_row_B * self.rows_per_prompt + rank_B).to(device)
 
     @property
     def num_prompt_tokens(self) -> int:
@@ -94,6 +117,9 @@ class KVCache:
         rows_R = rows_R.to(self.key_mask_BL.device)
         self.key_mask_BL = self.key_mask_BL[rows_R]
         self.batch_size = int(rows_R.numel())
+        if self.share_prompts:
+            self.unique_of_row_B = self.unique_of_row_B[rows_R]
+            self.slot_B = self.slot_B[rows_R]
         for layer, (keys, values) in self.layers.items():
             self.layers[layer] = (keys[rows_R], values[rows_R])
 
@@ -102,7 +128,8 @@ class KVCache:
     ) -> tuple[torch.Tensor, torch.Tensor]:
         if layer not in self.layers:
             # Zeros: padding columns are masked, and masked entries must still be finite.
-            shape = (self.batch_size, groups, self.max_len, dim)
+            width = self.max_len - (self.prompt_width if self.share_prompts else 0)
+            shape = (self.batch_size, groups, width, dim)
             self.layers[layer] = (
                 torch.zeros(shape, dtype=like.dtype, device=like.device),
                 torch.zeros(shape, dtype=like.dtype, device=like.device),
@@ -138,6 +165,9 @@ class CachedCoreAttention(torch.nn.Module):
         keys, values = cache.buffers(self.layer, groups, dim, key)
         if cache.in_prefill:
             return self._prefill(query[:, 0], key[:, 0], value[:, 0], keys, values)
+        if cache.share_prompts:
+            assert num_new == 1, "blocks of tokens need share_prompts=False"
+            return self._decode_shared(query[0], key[0], value[0], keys, values)
         if num_new > 1:
             return self._block(query, key, value, keys, values)
         # Decode, query [1, B, heads, d]: the heads of one KV group attend as `heads // groups`
@@ -153,6 +183,41 @@ class CachedCoreAttention(torch.nn.Module):
             attn_mask=cache.key_mask_BL[:, None, None, :end],
             scale=self.softmax_scale,
         )
+        return out_BGRD.reshape(1, batch, heads * dim)
+
+    def _decode_shared(self, q_BHD, k_BGD, v_BGD, keys, values) -> torch.Tensor:
+        """One new token per row over the shared prompt keys + the row's own generated keys:
+        softmax over [prompt | generated] scores, each prompt's keys read once for its rows."""
+        cache = self.cache
+        batch, heads, dim = q_BHD.shape
+        groups = k_BGD.shape[1]
+        reps = heads // groups
+        t = cache.length - cache.prompt_width  # generated columns before this token
+        keys[:, :, t] = k_BGD
+        values[:, :, t] = v_BGD
+        k_UGWD, v_UGWD = cache.prompt_layers[self.layer]
+        num_unique, slots = k_UGWD.shape[0], cache.rows_per_prompt
+        q_BGRD = q_BHD.view(batch, groups, reps, dim) * self.softmax_scale
+        # Queries of the rows of prompt u side by side: [U, G, M * R, D].
+        q_pad = q_BGRD.new_zeros(num_unique * slots, groups, reps, dim)
+        q_pad[cache.slot_B] = q_BGRD
+        q_UGXD = q_pad.view(num_unique, slots, groups, reps, dim).transpose(1, 2)
+        q_UGXD = q_UGXD.reshape(num_unique, groups, slots * reps, dim)
+        width = k_UGWD.shape[2]
+        s_prompt = torch.matmul(q_UGXD, k_UGWD.transpose(-1, -2))
+        s_prompt = s_prompt.view(num_unique, groups, slots, reps, width).transpose(1, 2)
+        s_BGRW = s_prompt.reshape(num_unique * slots, groups, reps, width)[cache.slot_B]
+        valid_BW = cache.prompt_mask_UW[cache.unique_of_row_B]
+        s_BGRW = s_BGRW.masked_fill(~valid_BW[:, None, None, :], -torch.inf)
+        s_BGRT = torch.matmul(q_BGRD, keys[:, :, : t + 1].transpose(-1, -2))
+        p_BGRX = torch.softmax(torch.cat([s_BGRW, s_BGRT], dim=-1), dim=-1)
+        out_BGRD = torch.matmul(p_BGRX[..., width:], values[:, :, : t + 1])
+        p_pad = p_BGRX.new_zeros(num_unique * slots, groups, reps, width)
+        p_pad[cache.slot_B] = p_BGRX[..., :width]
+        p_UGXW = p_pad.view(num_unique, slots, groups, reps, width).transpose(1, 2)
+        o_UGXD = torch.matmul(p_UGXW.reshape(num_unique, groups, slots * reps, width), v_UGWD)
+        o_prompt = o_UGXD.view(num_unique, groups, slots, reps, dim).transpose(1, 2)
+        out_BGRD = out_BGRD + o_prompt.reshape(num_unique * slots, groups, reps, dim)[cache.slot_B]
         return out_BGRD.reshape(1, batch, heads * dim)
 
     def _block(self, query, key, value, keys, values) -> torch.Tensor:
@@ -203,8 +268,11 @@ class CachedCoreAttention(torch.nn.Module):
             scale=self.softmax_scale,
             enable_gqa=groups != heads,
         )
-        keys[:, :, :width] = k_work[cache.unique_of_row_B]
-        values[:, :, :width] = v_work[cache.unique_of_row_B]
+        if cache.share_prompts:  # the distinct prompts' own rows of the work layout
+            cache.prompt_layers[self.layer] = (k_work[:num_unique], v_work[:num_unique])
+        else:
+            keys[:, :, :width] = k_work[cache.unique_of_row_B]
+            values[:, :, :width] = v_work[cache.unique_of_row_B]
         return out_work[rows_N, :, columns_N].reshape(num_tokens, 1, heads * dim)
 
 

@@ -205,3 +205,29 @@ def test_prefill_computes_repeated_prompts_and_the_common_prefix_once(policy, pr
         torch.Generator().manual_seed(0),
     )
     assert len({tuple(sampled.token_ids[r]) for r in (0, 2, 4)}) > 1  # repeats sample apart
+
+
+def test_rows_sharing_a_prompt_decode_over_one_copy_of_its_keys(policy, prompts):
+    """Four rows per prompt (the cache keeps each prompt once): greedy tokens equal each
+    prompt generated alone, and the log-probs equal the training forward's."""
+    model, tokenizer, model_cfg = policy
+    rows = [p for p in prompts[:2] for _ in range(4)]
+    params = SamplingParams(temperature=0, max_new_tokens=6, stop_token_ids=(7,))
+    out = _gen(policy, rows, params)
+    for row, prompt in enumerate(rows):
+        alone = _gen(policy, [prompt], params)
+        assert out.token_ids[row] == alone.token_ids[0]
+        diff = max(abs(a - b) for a, b in zip(out.logprobs[row], alone.logprobs[0]))
+        assert diff < TOL
+    sampled = _gen(policy, rows, SamplingParams(temperature=1.0, max_new_tokens=6), seed=4)
+    full = collate_prompts(
+        [p.extend(t) for p, t in zip(rows, sampled.token_ids)],
+        tokenizer,
+        model_cfg,
+        padding_side="right",
+    )
+    mask = _response_mask(full, [len(p) for p in rows], [len(t) for t in sampled.token_ids])
+    logp_BT = sequence_logprobs(model, full, mask, micro_batch_size=8)
+    got = torch.tensor(sum(sampled.logprobs, []), dtype=torch.float32)
+    assert (logp_BT[mask] - got).abs().max().item() < TOL
+    assert len({tuple(t) for t in sampled.token_ids}) > 2  # the samples of a prompt differ
