@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The main job: the tiny CPU recipe end to end (data -> pre-training -> self-play -> report).
 #
-#   bash scripts/main_job.sh            # ~17.5 minutes on 2 cores; report in runs/tiny_cpu/
+#   bash scripts/main_job.sh            # report in runs/tiny_cpu/ (times: main_job_times.json)
 #   bash scripts/main_job.sh --long     # the longer learning run (runs/tiny_cpu_long/)
 #
 # Creates/reuses the venv first (scripts/setup_env.sh). Extra key=value words are passed to
