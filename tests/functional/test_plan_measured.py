@@ -34,6 +34,7 @@ def test_planner_matches_a_measured_step(name):
     assert row.static_planned == row.static_measured
     # The planner counts logits at every position (the worst case: every token trained);
     # the training forward runs the output layer at the loss positions only, so the planned
-    # saved set is an upper bound, measured at 1.19x for tiny and 7b_1layer.
-    assert 0.9 * row.saved_measured <= row.saved_planned <= 1.3 * row.saved_measured
-    assert 0.7 * row.peak_measured <= row.peak_planned <= 1.5 * row.peak_measured
+    # saved set is an upper bound, measured at 1.19x for tiny and 7b_1layer (1.28x under
+    # full recompute), and the peak too (1.67x under full recompute, where logits dominate).
+    assert 0.9 * row.saved_measured <= row.saved_planned <= 1.35 * row.saved_measured
+    assert 0.7 * row.peak_measured <= row.peak_planned <= 2.0 * row.peak_measured
