@@ -32,6 +32,8 @@ ENTRY_POINTS = {
     "main_job": ["-m", "vzero_nemo.main_job"],
     "plan": ["-m", "vzero_nemo.plan", "--recipe", "tiny_cpu"],
     "bench_train": ["-m", "vzero_nemo.bench.train", "--recipe", "tiny_cpu"],
+    "bench_rollout": ["-m", "vzero_nemo.bench.rollout"],
+    "bench_iteration": ["-m", "vzero_nemo.bench.iteration"],
     "scaling_submit": ["-m", "vzero_nemo.scaling", "submit", "--recipe", "tiny_cpu",
                        "--runs-dir", "sweep", "--nodes", "1,2"],
     "scaling_sizes": ["-m", "vzero_nemo.scaling", "sizes", "--out", "sizes"],

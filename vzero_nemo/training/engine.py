@@ -205,11 +205,18 @@ def reduce_metrics(metrics: list[dict[str, torch.Tensor]]) -> dict[str, float]:
     """Sum [sum, count] metric pairs over micro-batches and DP ranks, then divide.
 
     Metrics live on the last pipeline stage; the sums travel over the world group (other
-    stages contribute zeros), so every rank gets the same numbers."""
+    stages contribute zeros), so every rank gets the same numbers. With one pipeline stage
+    every rank ran the same loss function and holds the names already; with several, the
+    other stages learn them from the last one (an object gather, so only then)."""
+    from megatron.core import parallel_state
+
     with region("metrics"):
         names = sorted({k for m in metrics for k in m})
-        if dist.is_initialized():
-            # Every rank must agree on the names: gather them from the last stage.
+        one_stage = (
+            parallel_state.model_parallel_is_initialized()
+            and parallel_state.get_pipeline_model_parallel_world_size() == 1
+        )
+        if dist.is_initialized() and not one_stage:
             gathered: list[Any] = [None] * dist.get_world_size()
             dist.all_gather_object(gathered, names)
             names = sorted({n for g in gathered for n in g})
