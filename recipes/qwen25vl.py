@@ -53,8 +53,8 @@ def _qwen25vl(
 
 def qwen25vl_7b_1n8g() -> VZeroConfig:
     """7B on 1 node (the paper's setting). TP=2, PP=1, DP=4, micro-batch 1, selective
-    recompute, reference resident: planner peak 66.5 GiB per GPU (training; static 45.9 GiB).
-    A micro-batch of 4 would need 128.3 GiB. The planner ranks TP=4, DP=2 ~16% faster
+    recompute, reference resident: planner peak 64.5 GiB per GPU (training; static 45.9 GiB).
+    A micro-batch of 4 would need 120.2 GiB. The planner ranks TP=4, DP=2 ~16% faster
     (rollout reads half the weights per decode step), before TP communication."""
     cfg = _qwen25vl("qwen25vl_7b_1n8g", "7b", nodes=1, tp=2, pp=1, games=64, micro_batch=1)
     cfg.model.recompute = "selective"
@@ -63,7 +63,7 @@ def qwen25vl_7b_1n8g() -> VZeroConfig:
 
 def qwen25vl_32b_4n8g() -> VZeroConfig:
     """32B on 4 nodes. TP=8, PP=2, DP=2, micro-batch 1, full recompute, reference resident:
-    planner peak 53.9 GiB per GPU (training, stage 0). A micro-batch of 2 would need 72.1 GiB
+    planner peak 53.7 GiB per GPU (training, stage 0). A micro-batch of 2 would need 71.7 GiB
     (two more images' vision activations in flight); no recompute 67.0 GiB for ~25% less
     training time, a thinner margin than the planner's measured error on peaks."""
     cfg = _qwen25vl("qwen25vl_32b_4n8g", "32b", nodes=4, tp=8, pp=2, games=64, micro_batch=1)
@@ -73,10 +73,11 @@ def qwen25vl_32b_4n8g() -> VZeroConfig:
 
 def qwen25vl_72b_8n8g() -> VZeroConfig:
     """72B (the 70B-class run) on 8 nodes. TP=8, PP=4, DP=2, micro-batch 1, full recompute,
-    reference offloaded to host memory: planner peak 70.2 GiB per GPU (training, stage 0:
+    reference offloaded to host memory: planner peak 69.8 GiB per GPU (training, stage 0:
     static 34.1 GiB, the vision activations of 4 micro-batches in flight 30.0 GiB). The
-    reference resident would need 75.9 GiB, more than is usable; no recompute 93.0 GiB. The
-    planner ranks TP=8, PP=2, DP=4 (65.0 GiB) ~15% faster: decoding passes fewer stages."""
+    reference resident would need 75.5 GiB, at the edge of what is usable; no recompute
+    93.0 GiB. The planner ranks TP=8, PP=2, DP=4 (64.7 GiB) ~15% faster: decoding passes
+    fewer stages."""
     cfg = _qwen25vl("qwen25vl_72b_8n8g", "72b", nodes=8, tp=8, pp=4, games=64, micro_batch=1)
     cfg.model.recompute = "full"
     cfg.model.offload_reference = True

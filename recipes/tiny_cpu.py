@@ -12,7 +12,7 @@ Differences from the paper's run shape, and why:
   iteration are split into 8 mini-batches. With one step per iteration, 40 iterations moved
   held-out accuracy by -4 points (+9.5 with 4 steps, +26 with 8), while the clipped ratio
   stayed within 0.2% of 1, so the extra steps stay on-policy in practice.
-- memory: `python -m vzero_nemo.plan --recipe tiny_cpu` plans a peak of 1.1 GiB per process
+- memory: `python -m vzero_nemo.plan --recipe tiny_cpu` plans a peak of 0.9 GiB per process
   (training: the 32-row micro-batch of 256 tokens), measured within the errors of
   docs/results/planner_crosscheck.md.
 - lr 1e-4 and mean-only decision advantages (std_normalize=false): with 4 players N/A's -0.5

@@ -4,7 +4,7 @@
 
 Stated errors (docs/results/planner_crosscheck.md has the table): static state exact; bytes
 kept for backward within 10%; the step's peak above the static state (process RSS, allocator
-slack included) within 30%. The 7b_1layer case (7B widths, one layer, two 224x224 images)
+slack included) within 25%. The 7b_1layer case (7B widths, one layer, two 224x224 images)
 holds ~4.8 GB of fp32 weights, gradients and Adam state: ~7 GB of RAM, ~2 min.
 """
 
@@ -32,9 +32,5 @@ CASES = {
 def test_planner_matches_a_measured_step(name):
     row = measure_row(name, CASES[name], ROOT)
     assert row.static_planned == row.static_measured
-    # The planner counts logits at every position (the worst case: every token trained);
-    # the training forward runs the output layer at the loss positions only, so the planned
-    # saved set is an upper bound, measured at 1.19x for tiny and 7b_1layer (1.28x under
-    # full recompute), and the peak too (1.67x under full recompute, where logits dominate).
-    assert 0.9 * row.saved_measured <= row.saved_planned <= 1.35 * row.saved_measured
-    assert 0.7 * row.peak_measured <= row.peak_planned <= 2.0 * row.peak_measured
+    assert row.saved_planned == pytest.approx(row.saved_measured, rel=0.10)
+    assert row.peak_planned == pytest.approx(row.peak_measured, rel=0.25)

@@ -104,7 +104,7 @@ def test_recipe_that_does_not_fit_fails_dry_run_with_the_numbers():
         env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"},
     )  # fmt: skip
     assert out.returncode == 2
-    assert "does not fit: the planner's peak is 128.3 GiB" in out.stderr
+    assert "does not fit: the planner's peak is 120.2 GiB" in out.stderr
     assert "train.micro_batch_size (now 4)" in out.stderr
 
 

@@ -64,9 +64,9 @@ class MeasuredRow:
 
 
 def measure_row(name: str, overrides: list[str], root: Path) -> MeasuredRow:
-    """Run the measurement of `overrides` (tiny_cpu recipe) in a fresh process."""
+    """Run the measurement of `overrides` (tiny_cpu recipe) in a fresh process; plan the same
+    step (its rows' response length sets where logits are computed)."""
     cfg = build_config("tiny_cpu", overrides, 1)
-    memory = plan_config(cfg).memory
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "measured.json"
         subprocess.run(
@@ -74,6 +74,9 @@ def measure_row(name: str, overrides: list[str], root: Path) -> MeasuredRow:
             check=True, cwd=root, capture_output=True, text=True, timeout=1800,
         )  # fmt: skip
         measured = json.loads(out.read_text())
+    job = plan_config(cfg).job
+    job = replace(job, work=replace(job.work, response_tokens=measured["response_tokens"]))
+    memory = plan_memory(job)
     training = memory.phases["training"]
     saved = sum(v for k, v in training.items() if k != "backward working set")
     static = sum(v for k, v in memory.static.items() if not k.startswith("reference"))
@@ -96,7 +99,7 @@ def _sft_job(size: str, tp: int, pp: int, seq: int) -> Job:
         layout=Layout(tp=tp, pp=pp, dp=1, distributed_optimizer=True, micro_batch=2),
         work=Workload(
             games=32, turns=(), max_batch=1, trained_per_game=1, train_tokens=seq,
-            seq_tokens=seq, steps_per_iteration=1, image_patches=4096,
+            seq_tokens=seq, response_tokens=seq, steps_per_iteration=1, image_patches=4096,
         ),
     )  # fmt: skip
 
@@ -113,7 +116,7 @@ def _nemo_rl_70b(seq: int) -> Job:
         ),
         work=Workload(
             games=2048, turns=(), max_batch=1, trained_per_game=1, train_tokens=seq,
-            seq_tokens=seq, steps_per_iteration=1, image_patches=0,
+            seq_tokens=seq, response_tokens=seq, steps_per_iteration=1, image_patches=0,
         ),
     )  # fmt: skip
 

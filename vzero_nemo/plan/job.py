@@ -111,6 +111,8 @@ class Workload:
     """Expected tokens of a trained sequence (prompt + response)."""
     seq_tokens: int
     """Padded width a micro-batch can reach (`model.seq_length`): memory worst case."""
+    response_tokens: int
+    """Longest trained response (the positions where logits are computed)."""
     steps_per_iteration: int
     image_patches: int
     """Vision patches of one image (before the 2x2 merge)."""
@@ -229,6 +231,7 @@ def workload_from_config(cfg: VZeroConfig, dims: Qwen25VLDims | None = None) -> 
         trained_per_game=voters,
         train_tokens=min(cfg.model.seq_length, vote.prompt_tokens + vote.new_tokens),
         seq_tokens=cfg.model.seq_length,
+        response_tokens=min(cfg.model.seq_length, max(r.max_clue_tokens, r.max_vote_tokens)),
         steps_per_iteration=cfg.train.steps_per_iteration,
         image_patches=patches,
     )

@@ -5,8 +5,9 @@
 
 One process builds the run's policy stack (`training.setup.build_stack`: megatron-core model,
 DDP grad buffer, AdamW), then takes two optimizer steps on `train.micro_batch_size` sequences
-of exactly `model.seq_length` tokens (a rendered game prompt with a random `max_pixels`
-image, then random response tokens), with the trainer's policy loss. Counted:
+of exactly `model.seq_length` tokens (a rendered game prompt with its own random
+`max_pixels` image per row, then random response tokens), with the trainer's policy loss.
+Counted:
 
 - static state, from the tensors: parameters, DDP gradient buffers, optimizer state (after
   the first step has created it);
@@ -44,6 +45,8 @@ class Measured:
     """Saved-for-backward bytes of one micro-batch (the whole step's forward)."""
     peak_above_static: int
     """RSS high-water mark of the second step minus the RSS before it."""
+    response_tokens: int
+    """Response tokens per row (where the loss, hence the logits, are computed)."""
 
 
 def _status_kib(field: str) -> int:
@@ -70,16 +73,20 @@ def _sequences(cfg: VZeroConfig, tokenizer, rows: int):
     env = GameBatch(random_truths("clevr", 1, seed=0), cfg.game, seed=0, grpo=cfg.grpo)
     side = int(cfg.model.max_pixels**0.5)
     rng = np.random.default_rng(0)
-    image = rng.integers(0, 256, size=(side, side, 3), dtype=np.uint8)
-    prompt = render_chat(env.pending_requests()[0].messages, tokenizer, image, cfg.model)
-    response = cfg.model.seq_length - len(prompt)
-    if response < 1:
-        raise ValueError(
-            f"model.seq_length={cfg.model.seq_length} leaves no response after a "
-            f"{len(prompt)}-token prompt; raise it"
-        )
-    ids = rng.integers(0, 1000, size=response).tolist()
-    return [TrainSequence(prompt, ids, [0.0] * response, advantage=1.0) for _ in range(rows)]
+    messages = env.pending_requests()[0].messages
+    out = []
+    for _ in range(rows):  # a different image per row: the vision tower's worst case
+        image = rng.integers(0, 256, size=(side, side, 3), dtype=np.uint8)
+        prompt = render_chat(messages, tokenizer, image, cfg.model)
+        response = cfg.model.seq_length - len(prompt)
+        if response < 1:
+            raise ValueError(
+                f"model.seq_length={cfg.model.seq_length} leaves no response after a "
+                f"{len(prompt)}-token prompt; raise it"
+            )
+        ids = rng.integers(0, 1000, size=response).tolist()
+        out.append(TrainSequence(prompt, ids, [0.0] * response, advantage=1.0))
+    return out
 
 
 def _step(stack, batches, cfg: VZeroConfig) -> None:
@@ -166,6 +173,7 @@ def measure_training_step(cfg: VZeroConfig) -> Measured:
         optimizer=optimizer,
         activations=saved.total,
         peak_above_static=peak,
+        response_tokens=int(batches[0].loss_mask[0].sum()),
     )
 
 

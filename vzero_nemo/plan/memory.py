@@ -23,8 +23,8 @@ Per-layer activations are counted tensor by tensor for the two kernel sets megat
 the vision tower's for Hugging Face's module (`vision_activation_bytes`), and checked against
 what autograd really keeps in a CPU training step (`plan.measure`, `plan.crosscheck`:
 docs/results/planner_crosscheck.md). Backward's working set is taken as two layers' worth of
-activations (a layer's gradients next to its activations; three under full recompute) plus
-the logits' gradient, within the stated error of the measured peaks.
+activations (a layer's gradients next to its stored or recomputed activations) plus the
+logits' gradient, within the stated error of the measured peaks.
 """
 
 from __future__ import annotations
@@ -148,15 +148,16 @@ def layer_activation_bytes(model: Model, layout: Layout, tokens: int, rows: int)
         # SwiGLU keeps fc1's output, fc2 its input. Selective recompute changes nothing.
         unsplit, split = 4 * sbh, 2 * sbh + kv + 3 * sbf
     else:
-        # megatron's local kernels (CPU): each RMSNorm keeps its input and normalized values,
-        # the linear after it their scaled output; M-RoPE keeps cos/sin; core attention keeps
-        # q and k, v expanded to every head, and the softmax; SwiGLU keeps fc1's output, the
-        # silu, and the product (fc2's input). Selective recompute keeps q, k, v instead.
-        unsplit = 6 * sbh + 4 * tokens * rows * d.head_dim
-        if layout.recompute == "selective":
-            split = 2 * sbh + kv + 5 * sbf
-        else:
-            split = 4 * sbh + 5 * sbf + d.num_attention_heads * tokens * tokens * rows
+        # megatron's local layers (CPU) with the project's SDPA core attention: each RMSNorm
+        # keeps its input and normalized values, the linear after it their scaled output;
+        # M-RoPE keeps cos/sin; attention keeps the rotated q and k, the fused qkv output
+        # (v is a view of it), its output and the float copy of the padding mask; SwiGLU
+        # keeps fc1's output, the silu and the product (fc2's input). Selective recompute
+        # recomputes the attention output.
+        mask = rows * tokens * tokens
+        unsplit = 6 * sbh + 4 * tokens * rows * d.head_dim + mask
+        out = 0 if layout.recompute == "selective" else sbh
+        split = 2 * sbh + out + 3 * kv // 2 + 5 * sbf
     return (unsplit // unsplit_div + split // t) * model.dtype_bytes
 
 
@@ -198,13 +199,15 @@ def training_bytes(job: Job, params: StageParams) -> dict[str, int]:
         out["vision activations"] = min(layout.pp, micro_batches) * vision_activation_bytes(
             model, work.image_patches, b
         )
-    logits = b * s * (model.vocab_size // layout.tp) * FP32
+    # The output layer and the fp32 softmax run only where the loss reads them (the
+    # response tokens; every position under sequence parallelism).
+    scored = s if layout.sequence_parallel else min(s, work.response_tokens)
+    logits = b * scored * (model.vocab_size // layout.tp) * FP32
     if params.stage == layout.pp - 1:
-        # fp32 softmax of the cross entropy, the final norm's and output layer's inputs
-        out["logits + loss"] = logits + 3 * sbh * e
-    # Backward holds a layer's activation gradients next to its activations (two layers'
-    # worth; under full recompute also the recomputed set) and, last stage, the logits'.
-    working = no_recompute * (3 if layout.recompute == "full" else 2)
+        out["logits + loss"] = logits + 3 * sbh * e  # + the final norm's and output's inputs
+    # Backward holds a layer's activation gradients next to its (stored or recomputed)
+    # activations: two layers' worth; on the last stage also the logits' gradient.
+    working = 2 * no_recompute
     out["backward working set"] = working + (logits if params.stage == layout.pp - 1 else 0)
     return out
 

@@ -36,7 +36,8 @@ from vzero_nemo.cli import build_config
 from vzero_nemo.models.sizes import dims_for, num_parameters, padded_vocab_size
 from vzero_nemo.plan.job import PROJECT_VOCAB_TOKENS
 
-SHARED = ("pretrained", "eval_before.json", "eval_before_oracle.json")
+SHARED = ("pretrained", "eval/before", "eval/before_oracle")
+"""What later seeds take from the first: the pre-trained weights and their evaluations."""
 
 
 def run_dir(out: Path, size: str, seed: int) -> Path:
@@ -51,12 +52,14 @@ def run_one(out: Path, size: str, seed: int, first_seed: int, overrides: list[st
     target.mkdir(parents=True, exist_ok=True)
     if seed != first_seed:
         source = run_dir(out, size, first_seed)
+        (target / "eval").mkdir(exist_ok=True)
         for name in SHARED:
-            if not (target / name).exists():
-                if (source / name).is_dir():
-                    (target / name).symlink_to((source / name).resolve())
-                else:
-                    shutil.copy(source / name, target / name)
+            if (target / name).exists():
+                continue
+            if name == "pretrained":
+                (target / name).symlink_to((source / name).resolve())
+            else:
+                shutil.copytree(source / name, target / name)
     cmd = [
         sys.executable, "-m", "vzero_nemo.main_job", "--recipe", "tiny_cpu",
         f"model.size={size}", f"train.seed={seed}", f"logging.dir={target}", *overrides,
@@ -65,10 +68,12 @@ def run_one(out: Path, size: str, seed: int, first_seed: int, overrides: list[st
     subprocess.run(cmd, check=True, env={**os.environ, "WANDB_MODE": "disabled"})
 
 
-def _accuracy(path: Path) -> float:
+def _accuracy(eval_dir: Path) -> float:
+    """Held-out decision accuracy of a `python -m vzero_nemo.eval run` folder."""
+    path = eval_dir / "summary.json"
     if not path.exists():
         return math.nan
-    return float(json.loads(path.read_text())["metrics"]["decision_accuracy"])
+    return float(json.loads(path.read_text())["overall"]["decision_accuracy"]["value"])
 
 
 def _generated_tokens(path: Path) -> float:
@@ -90,9 +95,9 @@ def summarize(out: Path, size: str, seed: int, first_seed: int) -> dict[str, Any
     row = {
         "size": size, "seed": seed, "parameters": params,
         "status": "completed" if times else "missing",
-        "before": _accuracy(d / "eval_before.json"), "after": _accuracy(d / "eval_after.json"),
-        "before_oracle": _accuracy(d / "eval_before_oracle.json"),
-        "after_oracle": _accuracy(d / "eval_after_oracle.json"),
+        "before": _accuracy(d / "eval" / "before"), "after": _accuracy(d / "eval" / "after"),
+        "before_oracle": _accuracy(d / "eval" / "before_oracle"),
+        "after_oracle": _accuracy(d / "eval" / "after_oracle"),
         "pretrain_s": _times(run_dir(out, size, first_seed)).get("pretrain", math.nan),
         "self_play_s": times.get("self_play", math.nan),
         "generated_tokens": _generated_tokens(d / "metrics.jsonl"),
@@ -133,9 +138,10 @@ def markdown(rows: list[dict[str, Any]], sizes: list[dict[str, Any]], command: s
         "",
         f"Made by `{command}`.",
         "",
-        "Held-out decision accuracy (chance 0.25) before and after self-play; gain = after - "
-        "before, mean over seeds with min..max. Own clues: the model plays every seat; oracle "
-        "clues: scripted informative clues, the observer alone is judged.",
+        "Held-out decision accuracy (chance 0.25) before and after self-play, as the main job "
+        "evaluates it (own clues: the model plays every seat, 512 games on the held-out "
+        "pairs; oracle clues: scripted informative clues, the observer alone is judged, "
+        "`eval.games` games); gain = after - before, mean over seeds with min..max.",
         "",
         "| size | parameters | seeds | before | after | gain (min..max) | oracle before | "
         "oracle after | oracle gain (min..max) | pre-train s | self-play s | tokens generated |",
