@@ -160,6 +160,9 @@ class GRPOConfig:
     rae_subtract: Literal["updated", "previous", "none"] = "updated"
     """Subtract the just-updated baseline (paper) or the one from before this step (SPIRAL);
     `none` turns RAE off (advantage = raw clue reward; the baselines are still logged)."""
+    rae_bias_correction: bool = False
+    """Divide the RAE EMAs by (1 - alpha^t) as Adam does (not in the paper): the baselines
+    then equal the role means from the first step instead of rising from 0."""
     rae_update: Literal["iteration", "game"] = "iteration"
     """RAE cadence. `iteration`: one EMA step per iteration from the role means over every
     clue sample of the global batch. `game` (official code: one step per game, i.e. per

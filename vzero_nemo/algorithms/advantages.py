@@ -109,6 +109,9 @@ class RoleBaselines:
 
     alpha: float = 0.95
     subtract: str = "updated"
+    bias_correction: bool = False
+    """Divide the EMAs by 1 - alpha^t (t = updates so far), as Adam does: without it the
+    baselines start at 0 and need ~1 / (1 - alpha) updates to reach the reward level."""
     spy: float = 0.0
     civilian: float = 0.0
     previous_spy: float = 0.0
@@ -123,7 +126,11 @@ class RoleBaselines:
 
     @classmethod
     def from_config(cls, grpo: GRPOConfig) -> RoleBaselines:
-        return cls(alpha=grpo.rae_alpha, subtract=grpo.rae_subtract)
+        return cls(
+            alpha=grpo.rae_alpha,
+            subtract=grpo.rae_subtract,
+            bias_correction=grpo.rae_bias_correction,
+        )
 
     def update(
         self,
@@ -159,8 +166,19 @@ class RoleBaselines:
         if self.subtract == "none":  # RAE off (ablation): the raw reward is the advantage
             return 0.0
         if self.subtract == "previous":
-            return self.previous_spy if role == "spy" else self.previous_civilian
-        return self.spy if role == "spy" else self.civilian
+            value = self.previous_spy if role == "spy" else self.previous_civilian
+            return value / self._correction(self.num_updates - 1)
+        return self.level(role)
+
+    def level(self, role: str) -> float:
+        """The current EMA of `role`'s mean clue reward (bias-corrected when configured)."""
+        value = self.spy if role == "spy" else self.civilian
+        return value / self._correction(self.num_updates)
+
+    def _correction(self, updates: int) -> float:
+        if not self.bias_correction or updates <= 0:
+            return 1.0
+        return 1.0 - self.alpha**updates
 
     def advantages(self, rewards_N: torch.Tensor, is_spy_N: torch.Tensor) -> torch.Tensor:
         """A = r - b(role) for each clue sample [N]; is_spy_N: bool [N]."""

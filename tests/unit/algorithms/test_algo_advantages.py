@@ -184,3 +184,21 @@ def test_game_role_means_and_per_game_updates_by_hand():
         game_role_means(rewards[:6], is_spy[:6], game[:6], 2)
     with pytest.raises(ValueError, match="must be \\[G, 2\\]"):
         b.update_per_game(torch.zeros(3))
+
+
+def test_rae_bias_correction_removes_the_zero_start():
+    plain = RoleBaselines(alpha=0.9)
+    corrected = RoleBaselines.from_config(GRPOConfig(rae_alpha=0.9, rae_bias_correction=True))
+    for spy, civ in ((-0.2, 0.1), (-0.2, 0.1), (-0.4, 0.05)):
+        plain.update([spy], [civ])
+        corrected.update([spy], [civ])
+    # A constant reward is its own baseline from the first step on with the correction ...
+    first = RoleBaselines(alpha=0.9, bias_correction=True).update([-0.2], [0.1])
+    assert first.baseline("spy") == pytest.approx(-0.2)
+    assert first.baseline("civilian") == pytest.approx(0.1)
+    # ... and the corrected EMA is the plain one over 1 - alpha^t (the weights sum to one).
+    assert corrected.baseline("spy") == pytest.approx(plain.spy / (1 - 0.9**3))
+    assert corrected.level("civilian") == pytest.approx(plain.civilian / (1 - 0.9**3))
+    corrected.subtract = "previous"
+    assert corrected.baseline("spy") == pytest.approx(plain.previous_spy / (1 - 0.9**2))
+    assert RoleBaselines(bias_correction=True).baseline("spy") == 0.0  # no update yet
