@@ -286,6 +286,9 @@ class PretrainConfig:
     """Fraction of `steps` spent in linear warmup."""
     tasks: tuple[str, ...] = PRETRAIN_TASKS
     """Tasks sampled into each batch (see `vzero_nemo.training.pretrain`)."""
+    agree_rate: float = 0.0
+    """Describe examples whose target is an object an earlier clue already named (when one is
+    in the image shown): without it the describe skill ignores the clue history."""
     eval_pairs: int = 64
     """Held-out pairs (`val` split) on which the skills are measured at the end."""
     eval_every: int = 0
@@ -739,6 +742,7 @@ def finalize(cfg: VZeroConfig, world_size: int = 1) -> None:
         bool(pt.tasks) and not unknown,
         f"pretrain.tasks={list(pt.tasks)}: unknown {unknown}; choose from {list(PRETRAIN_TASKS)}",
     )
+    _require(0 <= pt.agree_rate <= 1, f"pretrain.agree_rate={pt.agree_rate} must be in [0, 1]")
     _require(pt.eval_pairs >= 0, f"pretrain.eval_pairs={pt.eval_pairs} must be >= 0")
     _require(pt.eval_every >= 0, f"pretrain.eval_every={pt.eval_every} must be >= 0")
     ev = cfg.eval

@@ -8,7 +8,8 @@ generators' ground truth, what any instruction-tuned VLM already knows:
 
 - caption: list every object of the image in reading order;
 - describe: in the game's own clue prompt (any seat, role and history), name one object of
-  the image it is shown: `<answer>red cube</answer>`;
+  the image it is shown: `<answer>red cube</answer>`; with probability `pretrain.agree_rate`
+  an object an earlier clue already named, when one is in the image (whatever the role);
 - grounding QA: "Is there a <colour> <shape>?" -> `<think>red cube: red sphere no.</think>
   <answer>no</answer>`: restate the phrase, name the object of the image most like it, then
   compare (the reasoning of one clue check below);
@@ -110,6 +111,18 @@ def _vote_clue(scene: dict, rng: random.Random) -> str:
     return f"{color} {shape}"
 
 
+def _describe_target(
+    scene: dict, earlier: list[Clue], agree_rate: float, rng: random.Random
+) -> str:
+    """An object of `scene`; with probability `agree_rate`, one an earlier clue already named
+    (when some earlier clue is true of `scene`): reading the history is then part of the
+    describe skill, for both roles alike."""
+    agreeable = sorted({c.text for c in earlier} & _present(scene))
+    if agree_rate > 0 and agreeable and rng.random() < agree_rate:
+        return rng.choice(agreeable)
+    return _phrase(rng.choice(scene["objects"]))
+
+
 def most_like(phrase: str, scene: dict) -> str:
     """The object of `scene` most like the clue `phrase`, short form: the same colour and
     shape if there is one, else the same colour, else the same shape, else the first in
@@ -161,7 +174,9 @@ def make_example(pair: GamePair, cfg: VZeroConfig, rng: random.Random, task: str
             if (r, s) < (round_index, seat)
         ]
         text = builder.clue_text("clevr", seat, role, round_index, earlier, ())
-        target = f"<answer>{_phrase(rng.choice(scene['objects']))}</answer>"
+        target = (
+            f"<answer>{_describe_target(scene, earlier, cfg.pretrain.agree_rate, rng)}</answer>"
+        )
         image = "modified" if role == "spy" else "original"
         return Example(task, messages(builder.system, text), image, target)
     if task == "caption":
