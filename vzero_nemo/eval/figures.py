@@ -38,11 +38,9 @@ class Curve:
     hlines: tuple[tuple[float, str], ...] = ()
 
 
-def curves_for(thresholds: dict[str, float], chance: float | None) -> list[Curve]:
-    """The report's curve panels (Iterative-SPO thresholds from the run's `spo` config)."""
-    t = thresholds
-    acc_lines = ((chance, "chance"),) if chance is not None else ()
-    spo_hlines = tuple(
+def _spo_hlines(t: dict[str, float]) -> tuple[tuple[float, str], ...]:
+    """The Iterative-SPO thresholds the run has, as reference lines on the EMA panel."""
+    return tuple(
         (v, label)
         for v, label in (
             (t.get("to_clue_accuracy"), "to clue: accuracy >="),
@@ -52,6 +50,12 @@ def curves_for(thresholds: dict[str, float], chance: float | None) -> list[Curve
         )
         if v is not None
     )
+
+
+def curves_for(thresholds: dict[str, float], chance: float | None) -> list[Curve]:
+    """The report's curve panels (Iterative-SPO thresholds from the run's `spo` config)."""
+    acc_lines = ((chance, "chance"),) if chance is not None else ()
+    spo_hlines = _spo_hlines(thresholds)
     return [
         Curve(
             "accuracy",

@@ -416,13 +416,6 @@ class GameBatch:
         spies = self.spy_seats[g]
         outcome = self._outcomes[g] if self._outcomes is not None else None
         truth = self.truths[g]
-
-        def player(seat: int) -> int | str:
-            return "observer" if seat == OBSERVER_SEAT else seat + 1
-
-        def vote_text(vote: Vote) -> int | str | None:
-            return vote + 1 if isinstance(vote, int) else vote
-
         return {
             "game_index": g,
             "domain": truth.domain,
@@ -451,10 +444,10 @@ class GameBatch:
             ],
             "votes": [
                 {
-                    "voter": player(r.seat),
+                    "voter": "observer" if r.seat == OBSERVER_SEAT else r.seat + 1,
                     "role": r.role,
                     "completion": r.completion,
-                    "vote": vote_text(r.vote),
+                    "vote": r.vote + 1 if isinstance(r.vote, int) else r.vote,
                     "format_ok": r.format_ok,
                     "reward": None if outcome is None else outcome.vote_rewards[i],
                 }

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -129,47 +130,70 @@ def provider_for(
         )
     provider = VZeroQwen25VLProvider(
         size=model_cfg.size,
-        num_layers=dims.num_layers,
-        hidden_size=dims.hidden_size,
-        ffn_hidden_size=dims.ffn_hidden_size,
-        num_attention_heads=dims.num_attention_heads,
-        num_query_groups=dims.num_query_groups,
-        kv_channels=dims.head_dim,
-        vocab_size=vocab_size,
-        should_pad_vocab=False,
-        seq_length=model_cfg.seq_length,
-        normalization="RMSNorm",
-        layernorm_epsilon=dims.layernorm_epsilon,
-        gated_linear_unit=True,
-        activation_func=F.silu,
-        add_qkv_bias=True,
-        add_bias_linear=False,
-        hidden_dropout=0.0,
-        attention_dropout=0.0,
-        share_embeddings_and_output_weights=dims.tie_word_embeddings,
-        position_embedding_type="mrope",
-        mrope_section=list(dims.mrope_section),
-        rotary_base=dims.rotary_base,
-        vision_config=vision_config_for(dims),
-        bos_token_id=ids.pad,
-        eos_token_id=ids.im_end,
-        vision_start_token_id=ids.vision_start,
-        vision_end_token_id=ids.vision_end,
-        vision_token_id=ids.vision_pad,
-        image_token_id=ids.image_pad,
-        video_token_id=ids.video_pad,
-        freeze_vision_model=model_cfg.freeze_vision,
-        freeze_vision_projection=model_cfg.freeze_vision,
+        **_architecture_args(model_cfg, dims, vocab_size, ids),
         tensor_model_parallel_size=parallel_cfg.tensor_model_parallel_size,
         pipeline_model_parallel_size=parallel_cfg.pipeline_model_parallel_size,
         virtual_pipeline_model_parallel_size=parallel_cfg.virtual_pipeline_model_parallel_size,
         sequence_parallel=parallel_cfg.sequence_parallel,
     )
-    if model_cfg.recompute != "none":
-        provider.recompute_granularity = model_cfg.recompute
-        if model_cfg.recompute == "full":
-            provider.recompute_method = "uniform"
-            provider.recompute_num_layers = 1
+    _set_recompute(provider, model_cfg)
+    _set_kernels(provider)
+    dtype = _DTYPES[model_cfg.params_dtype]
+    provider.pipeline_dtype = dtype
+    return provider.apply_overrides_and_finalize(dtype=dtype)
+
+
+def _architecture_args(
+    model_cfg: ModelConfig, dims: Qwen25VLDims, vocab_size: int, ids: SpecialTokenIds
+) -> dict[str, Any]:
+    """Qwen2.5-VL's architecture at `dims`, as provider fields."""
+    return {
+        "num_layers": dims.num_layers,
+        "hidden_size": dims.hidden_size,
+        "ffn_hidden_size": dims.ffn_hidden_size,
+        "num_attention_heads": dims.num_attention_heads,
+        "num_query_groups": dims.num_query_groups,
+        "kv_channels": dims.head_dim,
+        "vocab_size": vocab_size,
+        "should_pad_vocab": False,
+        "seq_length": model_cfg.seq_length,
+        "normalization": "RMSNorm",
+        "layernorm_epsilon": dims.layernorm_epsilon,
+        "gated_linear_unit": True,
+        "activation_func": F.silu,
+        "add_qkv_bias": True,
+        "add_bias_linear": False,
+        "hidden_dropout": 0.0,
+        "attention_dropout": 0.0,
+        "share_embeddings_and_output_weights": dims.tie_word_embeddings,
+        "position_embedding_type": "mrope",
+        "mrope_section": list(dims.mrope_section),
+        "rotary_base": dims.rotary_base,
+        "vision_config": vision_config_for(dims),
+        "bos_token_id": ids.pad,
+        "eos_token_id": ids.im_end,
+        "vision_start_token_id": ids.vision_start,
+        "vision_end_token_id": ids.vision_end,
+        "vision_token_id": ids.vision_pad,
+        "image_token_id": ids.image_pad,
+        "video_token_id": ids.video_pad,
+        "freeze_vision_model": model_cfg.freeze_vision,
+        "freeze_vision_projection": model_cfg.freeze_vision,
+    }
+
+
+def _set_recompute(provider: VZeroQwen25VLProvider, model_cfg: ModelConfig) -> None:
+    """Activation recomputation (`model.recompute`)."""
+    if model_cfg.recompute == "none":
+        return
+    provider.recompute_granularity = model_cfg.recompute
+    if model_cfg.recompute == "full":
+        provider.recompute_method = "uniform"
+        provider.recompute_num_layers = 1
+
+
+def _set_kernels(provider: VZeroQwen25VLProvider) -> None:
+    """Transformer Engine kernels when present, else megatron-core's local layers."""
     if not _uses_transformer_engine():
         # No TE / apex (CPU, or a GPU without TE): megatron-core's local layers with PyTorch's
         # fused attention, weights initialised on the CPU generator (identical for any TP).
@@ -187,9 +211,6 @@ def provider_for(
         provider.persist_layer_norm = False
     else:
         provider.attention_mask_is_applied = False
-    dtype = _DTYPES[model_cfg.params_dtype]
-    provider.pipeline_dtype = dtype
-    return provider.apply_overrides_and_finalize(dtype=dtype)
 
 
 def build_policy(
