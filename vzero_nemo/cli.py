@@ -83,6 +83,14 @@ def fail(message: str) -> None:
     raise SystemExit(USAGE_ERROR)
 
 
+def configure_logs(args: argparse.Namespace) -> None:
+    """Route warnings and logs as `--verbose` / `--log-file` say (`vzero_nemo.logs`); for a
+    command that parses its arguments itself (subcommands) before `build_config`."""
+    from vzero_nemo import logs
+
+    logs.configure(verbose=args.verbose or None, log_file=args.log_file)
+
+
 def config_from_argv(
     parser: argparse.ArgumentParser,
     argv: list[str] | None,
@@ -94,9 +102,7 @@ def config_from_argv(
     args = parser.parse_intermixed_args(argv)
     if callable(world_size):
         world_size = world_size(args)
-    from vzero_nemo import logs
-
-    logs.configure(verbose=args.verbose or None, log_file=args.log_file)
+    configure_logs(args)
     try:
         cfg = build_config(args.recipe, args.overrides, world_size)
     except ValueError as err:

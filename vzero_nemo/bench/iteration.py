@@ -13,8 +13,8 @@ the same games). The first iteration (warm-up) is left out of the medians. With 
 DIR`, runs of this checkout and of DIR alternate (A, B, A, B, ...: a shared machine's load
 then hits both alike) for `--rounds` rounds, and the ratios of the median times are printed
 (this file runs there as a plain script with DIR first on the path, so it uses only
-`vzero_nemo.cli.build_config`, `training.loop.setup_trainer` and `trainer.run_iteration`,
-which both have). `--profile` adds `train.profile=true` to this checkout's runs and prints
+`vzero_nemo.cli` (`config_from_argv`, `build_config`), `training.loop.setup_trainer` and
+`trainer.run_iteration`, which both have). `--profile` adds `train.profile=true` to this checkout's runs and prints
 their profile tables (where each iteration's time went).
 """
 
@@ -87,27 +87,22 @@ def summarize(name: str, records: list[dict]) -> dict[str, float]:
 
 
 def main(argv: list[str] | None = None) -> dict:
+    from vzero_nemo.cli import add_config_arguments, config_from_argv
+
     parser = argparse.ArgumentParser(prog="python -m vzero_nemo.bench.iteration")
-    parser.add_argument("--recipe", default="tiny_cpu")
-    parser.add_argument("overrides", nargs="*", help="key=value config overrides")
+    add_config_arguments(parser, default_recipe="tiny_cpu")
     parser.add_argument("--iterations", type=int, default=4, help="per run (first: warm-up)")
     parser.add_argument("--against", type=Path, default=None, help="other checkout to compare")
     parser.add_argument("--rounds", type=int, default=2, help="alternating runs per checkout")
     parser.add_argument("--profile", action="store_true", help="profile tables of this checkout")
     parser.add_argument("--json", type=Path, default=None, help="write the medians here")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
-    args = parser.parse_intermixed_args(argv)
+    args, _ = config_from_argv(parser, argv)  # a bad override fails here, exit 2
     if args.iterations < 1 or args.rounds < 1:
         parser.error(f"--iterations {args.iterations} and --rounds {args.rounds} must be >= 1")
     if args.worker:
         worker(args.recipe, args.overrides, args.iterations)
         return {}
-    from vzero_nemo.cli import build_config, fail
-
-    try:
-        build_config(args.recipe, args.overrides)  # a bad override fails here, exit 2
-    except ValueError as err:
-        fail(str(err))
     checkouts = {"this": REPO}
     if args.against is not None:
         checkouts["against"] = args.against.resolve()

@@ -20,7 +20,7 @@ import json
 import sys
 from pathlib import Path
 
-from vzero_nemo.cli import add_config_arguments, build_config, fail
+from vzero_nemo.cli import add_config_arguments, build_config, configure_logs, fail
 from vzero_nemo.config import VZeroConfig
 from vzero_nemo.plan import plan_config
 from vzero_nemo.plan import report as rp
@@ -51,6 +51,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--top", type=int, default=8, help="ranked layouts printed")
     parser.add_argument("--json", type=Path, help="also write the numbers here")
     args = parser.parse_intermixed_args(argv)
+    configure_logs(args)
     if bool(args.recipe) == bool(args.size):
         fail("give exactly one of --recipe NAME or --size SIZE")
     if args.size:

@@ -23,7 +23,7 @@ import shutil
 import sys
 from pathlib import Path
 
-from vzero_nemo.cli import add_config_arguments, fail
+from vzero_nemo.cli import add_config_arguments, configure_logs, fail
 from vzero_nemo.scaling import collect as col
 from vzero_nemo.scaling import sizes
 from vzero_nemo.scaling import submit as sub
@@ -93,6 +93,7 @@ def main(argv: list[str] | None = None) -> int:
     c.add_argument("--out", help="output directory (default: RUNS_DIR)")
     args = parser.parse_args(argv)
     if args.command == "submit":
+        configure_logs(args)
         return _submit(args)
     if args.command == "sizes":
         try:
