@@ -14,8 +14,8 @@ DIR`, runs of this checkout and of DIR alternate (A, B, A, B, ...: a shared mach
 then hits both alike) for `--rounds` rounds, and the ratios of the median times are printed
 (this file runs there as a plain script with DIR first on the path, so it uses only
 `vzero_nemo.cli` (`config_from_argv`, `build_config`), `training.loop.setup_trainer` and
-`trainer.run_iteration`, which both have). `--profile` adds `train.profile=true` to this checkout's runs and prints
-their profile tables (where each iteration's time went).
+`trainer.run_iteration`, which both have). `--profile` adds `train.profile=true` to this
+checkout's runs and prints their profile tables (where each iteration's time went).
 """
 
 from __future__ import annotations
