@@ -33,9 +33,20 @@ echo "[setup] creating/updating $VENV with $PY" >&2
 PIP=("$VENV/bin/python" -m pip --disable-pip-version-check)
 # The machine-wide pip constraint caps torch for Python 3.11 wheels on disk; our pins are exact.
 export PIP_CONSTRAINT=""
-"${PIP[@]}" install --quiet --upgrade "pip>=24" wheel >&2
-"${PIP[@]}" install --progress-bar off -r "$ROOT/requirements/cpu.txt" >&2
-"${PIP[@]}" install --progress-bar off --no-deps -r "$ROOT/requirements/bridge.txt" >&2
-"${PIP[@]}" install --quiet --no-deps --no-build-isolation -e "$ROOT" >&2
+# pip's own output (index notices, build warnings) goes to a log; a failure prints its tail.
+LOG="$VENV/setup.log"
+: > "$LOG"
+pip_install() {
+  if ! "${PIP[@]}" install --progress-bar off "$@" >>"$LOG" 2>&1; then
+    echo "[setup] pip install $* failed; last lines of $LOG:" >&2
+    tail -n 30 "$LOG" >&2
+    exit 1
+  fi
+}
+pip_install --upgrade "pip>=24" wheel
+echo "[setup] installing requirements/cpu.txt (a few minutes the first time; log: $LOG)" >&2
+pip_install -r "$ROOT/requirements/cpu.txt"
+pip_install --no-deps -r "$ROOT/requirements/bridge.txt"
+pip_install --no-deps --no-build-isolation -e "$ROOT"
 echo "$STAMP_HASH" > "$STAMP"
 echo "[setup] venv ready: $VENV" >&2
