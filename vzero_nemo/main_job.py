@@ -39,6 +39,7 @@ from pathlib import Path
 
 from vzero_nemo import logs
 from vzero_nemo.cli import add_config_arguments, config_from_argv
+from vzero_nemo.training.stage_switches import clue_stages
 
 # The tiny data set: objects on the 3x3 grid of the tiny model's image tokens.
 TINY_DATA_OPTIONS = (
@@ -61,23 +62,6 @@ def data_command(out: Path, num_pairs: int, seed: int, workers: int) -> list[str
         "--pairs-per-shard", "50", "--val-fraction", "0.2", "--workers", str(workers),
         "--no-progress",
     ]  # fmt: skip
-
-
-def clue_stages(ckpt_dir: Path, final: Path) -> list[tuple[Path, Path]]:
-    """(weights entering, weights leaving) of every clue stage of a run, from the weights the
-    trainer saved at each switch (`checkpoint.save_stage_switches`); a clue stage still
-    running at the end leaves with the final weights."""
-    switches = sorted((ckpt_dir / "stage_switches").glob("iter_*"))
-    stages, start = [], None
-    for path in switches:
-        if path.name.endswith("_decision_to_clue"):
-            start = path
-        elif path.name.endswith("_clue_to_decision") and start is not None:
-            stages.append((start, path))
-            start = None
-    if start is not None:
-        stages.append((start, final))
-    return stages
 
 
 def evaluate_clue_stages(run_dir: Path, latest: str, recipe: str, common: list[str]) -> dict:

@@ -6,7 +6,7 @@ import pytest
 
 from vzero_nemo.experiments.ablate import ROWS, main
 from vzero_nemo.experiments.table import mean_spread, write_table
-from vzero_nemo.main_job import clue_stages
+from vzero_nemo.training.stage_switches import clue_stages
 
 pytestmark = pytest.mark.unit
 
@@ -32,6 +32,28 @@ def test_table_reports_mean_and_half_range_per_row(tmp_path):
     assert "128" in text and "seeds [0, 1]" in text
     assert (tmp_path / "ablation.png").stat().st_size > 1000
     assert mean_spread([1.0, 2.0, 4.0]) == (pytest.approx(7 / 3), 1.5)
+
+
+def test_table_shows_the_first_clue_stage_change_and_a_dash_without_one(tmp_path):
+    def stage(spy_before: float, spy_after: float) -> dict:
+        metrics = {"spy/contradicts_rate": spy_before, "civilian/grounded_rate": 0.9,
+                   "observer/vote_accuracy": 0.4}  # fmt: skip
+        return {"before": metrics, "after": {**metrics, "spy/contradicts_rate": spy_after}}
+
+    results = [{**_result("iterative", 0, 0.4), "clue_stage": stage(0.5, 0.3)},
+               {**_result("iterative", 1, 0.4), "clue_stage": stage(0.5, 0.4)},
+               {**_result("decision_only", 0, 0.4), "clue_stage": None}]  # fmt: skip
+    before = {"own": {**_result("x", 0, 0.25)["eval"]["own"], "games": 128.0,
+                      "chance_accuracy": 0.25}, "oracle": _result("x", 0, 0.25)["eval"]["oracle"]}  # fmt: skip
+    write_table(results, before, tmp_path, "cmd")
+    lines = (tmp_path / "ablation.md").read_text().splitlines()
+    iterative = next(x for x in lines if x.startswith("| iterative")).split(" | ")
+    decision = next(x for x in lines if x.startswith("| decision_only")).split(" | ")
+    # columns 6-8: change of spy contradiction, civilian grounded, frozen-observer accuracy
+    assert iterative[6:9] == ["-0.150 ± 0.050", "0.000 ± 0.000", "0.000 ± 0.000"]
+    assert decision[6:9] == ["-", "-", "-"]
+    header = next(x for x in lines if x.startswith("| row"))
+    assert len(header.split(" | ")) == len(iterative) == len(decision)
 
 
 def test_ablate_rejects_unknown_rows_before_any_work(tmp_path, capsys):

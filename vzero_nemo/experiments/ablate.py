@@ -18,6 +18,14 @@ and scripted oracle clues), all on the same `eval.games` games. Rows:
                     rows leave out the one equal to the recipe's, which `iterative` already is)
     clue_reward_x10 Iterative-SPO with the clue rewards' beta = lambda = 1.0 (paper 0.1): the
                     clue stage's signal ten times larger next to the fixed KL penalty
+    clue_rounds_2   Iterative-SPO with two clue rounds (every player speaks twice): the spy
+                    hears more civilian clues before it speaks again
+
+Where a run enters a clue stage from the decision stage, its FIRST clue stage is also judged
+against a frozen observer (`python -m vzero_nemo.eval.clue_eval`: the weights saved at the
+decision -> clue switch vote on clues from the policy entering and leaving the stage), giving
+the change of the spy's contradiction rate and of the frozen observer's accuracy that the
+clue stage alone caused.
 
 Resumable: a finished run (its `result.json`) is skipped and an interrupted training run
 resumes from its checkpoint, so rerunning the same command continues where it stopped.
@@ -37,6 +45,7 @@ import time
 from pathlib import Path
 
 from vzero_nemo.experiments.table import write_table
+from vzero_nemo.training.stage_switches import clue_stages
 
 ROWS: dict[str, list[str]] = {
     "iterative": [],
@@ -48,6 +57,7 @@ ROWS: dict[str, list[str]] = {
     "rae_0.95": ["grpo.rae_alpha=0.95"],
     "rae_0.99": ["grpo.rae_alpha=0.99"],
     "clue_reward_x10": ["grpo.beta=1.0", "grpo.lam=1.0"],
+    "clue_rounds_2": ["game.num_clue_rounds=2"],
 }
 QUIET = ["logging.wandb_mode=disabled", "logging.progress_bar=false"]
 
@@ -79,6 +89,24 @@ def evaluate(weights: Path, out: Path, recipe: str, overrides: list[str], log: P
     return metrics
 
 
+def evaluate_first_clue_stage(
+    run_dir: Path, final: Path, recipe: str, overrides: list[str], log: Path
+) -> dict | None:
+    """`clue_eval` of the run's first clue stage entered from the decision stage: the
+    metrics before and after it under the frozen observer, or None when there is none."""
+    stages = clue_stages(run_dir / "checkpoints", final)
+    if not stages:
+        return None
+    start, end = stages[0]
+    path = run_dir / "clue_eval.json"
+    if not path.exists():
+        run([sys.executable, "-m", "vzero_nemo.eval.clue_eval", "--recipe", recipe,
+             "--observer", str(start), "--clues", f"before={start}", "--clues", f"after={end}",
+             "--out", str(path), *overrides], log)  # fmt: skip
+    before, after = json.loads(path.read_text())
+    return {"before": before["metrics"], "after": after["metrics"], "observer": str(start)}
+
+
 def train_and_evaluate(row: str, seed: int, args, overrides: list[str]) -> dict:
     run_dir = args.out / row / f"seed{seed}"
     result_path = run_dir / "result.json"
@@ -97,11 +125,14 @@ def train_and_evaluate(row: str, seed: int, args, overrides: list[str]) -> dict:
     seconds = time.monotonic() - start
     final = run_dir / "checkpoints" / f"iter_{args.iterations:07d}" / "dist"
     metrics = evaluate(final, run_dir, args.recipe, overrides, log)
+    row_overrides = [*overrides, *ROWS[row]]
+    clue_stage = evaluate_first_clue_stage(run_dir, final, args.recipe, row_overrides, log)
     records = [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines() if x]
     result = {
         "row": row,
         "seed": seed,
         "eval": metrics,
+        "clue_stage": clue_stage,
         "switches": records[-1]["spo/num_switches"],
         "clue_iterations": sum(r["stage"] == "clue" for r in records),
         "train_s": sum(r["time/iteration_s"] for r in records),

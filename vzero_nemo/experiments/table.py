@@ -16,10 +16,21 @@ COLUMNS = (
     ("civilian clues contradicting",
      lambda r: r["eval"]["own"]["clue/civilian_contradicts_original_rate"]),
     ("N/A rate", lambda r: r["eval"]["own"]["na_rate"]),
+    ("1st clue stage: Δ spy contradicting", lambda r: _stage_change(r, "spy/contradicts_rate")),
+    ("1st clue stage: Δ civilian grounded", lambda r: _stage_change(r, "civilian/grounded_rate")),
+    ("1st clue stage: Δ frozen-observer acc",
+     lambda r: _stage_change(r, "observer/vote_accuracy")),
     ("switches", lambda r: r["switches"]),
     ("clue iterations", lambda r: r["clue_iterations"]),
     ("train time s", lambda r: r["train_s"]),
 )  # fmt: skip
+
+
+def _stage_change(result: dict, key: str) -> float | None:
+    """After - before of `key` over the run's first clue stage (frozen observer), or None
+    for a run without one (decision only, clue only)."""
+    stage = result.get("clue_stage")
+    return None if stage is None else stage["after"][key] - stage["before"][key]
 
 
 def mean_spread(values: list[float]) -> tuple[float, float]:
@@ -27,6 +38,8 @@ def mean_spread(values: list[float]) -> tuple[float, float]:
 
 
 def _cell(values: list[float], integer: bool = False) -> str:
+    if not values:  # no run of the row has this measurement
+        return "-"
     mean, spread = mean_spread(values)
     if len(values) == 1:  # one seed: no spread to state
         return f"{mean:.1f}" if integer else f"{mean:.3f}"
@@ -40,7 +53,9 @@ def summarise(results: list[dict]) -> dict[str, dict[str, list[float]]]:
     for r in results:
         row = rows.setdefault(r["row"], {name: [] for name, _ in COLUMNS})
         for name, get in COLUMNS:
-            row[name].append(float(get(r)))
+            value = get(r)
+            if value is not None:
+                row[name].append(float(value))
     return rows
 
 
@@ -62,12 +77,13 @@ def markdown(results: list[dict], before: dict, command: str) -> str:
     lines.append(
         "| pre-trained (start) | "
         + " | ".join(_cell([float(get(pre))]) for _, get in COLUMNS[:5])
-        + " | - | - | - |"
+        + " | - " * (len(COLUMNS) - 5)
+        + "|"
     )
     for row, cols in rows.items():
         cells = [_cell(v, integer=name in ("switches", "clue iterations", "train time s"))
                  for name, v in cols.items()]  # fmt: skip
-        seeds = len(next(iter(cols.values())))
+        seeds = len(cols["acc own clues"])
         lines.append(
             f"| {row} ({seeds} seed{'s' if seeds > 1 else ''}) | " + " | ".join(cells) + " |"
         )

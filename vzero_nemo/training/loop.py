@@ -25,6 +25,7 @@ from vzero_nemo.training import engine
 from vzero_nemo.training.data_source import GameSource
 from vzero_nemo.training.metrics_log import MetricsLogger, new_run_id
 from vzero_nemo.training.setup import build_stack
+from vzero_nemo.training.stage_switches import stage_switch_dir
 from vzero_nemo.training.trainer import (
     Trainer,
     new_state,
@@ -112,10 +113,6 @@ def setup_trainer(cfg: VZeroConfig) -> Trainer:
         Path(cfg.logging.dir).mkdir(parents=True, exist_ok=True)
         (Path(cfg.logging.dir) / "config.json").write_text(cfg.to_json())
     return tr
-
-
-def stage_switch_dir(ckpt_dir: str | Path, iteration: int, before: str, after: str) -> Path:
-    return Path(ckpt_dir) / "stage_switches" / f"iter_{iteration:07d}_{before}_to_{after}"
 
 
 def save_stage_switch(tr: Trainer, stage: str, next_stage: str) -> None:
