@@ -18,10 +18,6 @@ and scripted oracle clues), all on the same `eval.games` games. Rows:
                     rows leave out the one equal to the recipe's, which `iterative` already is)
     clue_reward_x10 Iterative-SPO with the clue rewards' beta = lambda = 1.0 (paper 0.1): the
                     clue stage's signal ten times larger next to the fixed KL penalty
-    clue_rounds_2   Iterative-SPO with two clue rounds (every player speaks twice): the spy
-                    hears more civilian clues before it speaks again; the vote, which checks
-                    every clue, gets twice the tokens (its held-out evaluation stays the
-                    recipe's one-round game, the same games as every row)
 
 Where a run enters a clue stage from the decision stage, its FIRST clue stage is also judged
 against a frozen observer (`python -m vzero_nemo.eval.clue_eval`: the weights saved at the
@@ -59,12 +55,6 @@ ROWS: dict[str, list[str]] = {
     "rae_0.95": ["grpo.rae_alpha=0.95"],
     "rae_0.99": ["grpo.rae_alpha=0.99"],
     "clue_reward_x10": ["grpo.beta=1.0", "grpo.lam=1.0"],
-    # twice the clues to check: twice the vote budget, and room for it in the sequence
-    "clue_rounds_2": [
-        "game.num_clue_rounds=2",
-        "rollout.max_vote_tokens=144",
-        "model.seq_length=384",
-    ],
 }
 QUIET = ["logging.wandb_mode=disabled", "logging.progress_bar=false"]
 

@@ -77,8 +77,8 @@ def markdown(results: list[dict], before: dict, command: str) -> str:
     lines.append(
         "| pre-trained (start) | "
         + " | ".join(_cell([float(get(pre))]) for _, get in COLUMNS[:5])
-        + " | - " * (len(COLUMNS) - 5)
-        + "|"
+        + " | -" * (len(COLUMNS) - 5)
+        + " |"
     )
     for row, cols in rows.items():
         cells = [_cell(v, integer=name in ("switches", "clue iterations", "train time s"))
