@@ -12,27 +12,19 @@ same held-out games again. Seeds are fixed, so the numbers repeat on a given mac
 from __future__ import annotations
 
 import json
-import subprocess
 import sys
 
 import pytest
-from tiny_run import ROOT, env
-
-from vzero_nemo.main_job import data_command
+from learning_run import records, run, train
 
 pytestmark = pytest.mark.learning
 
-PRETRAIN_STEPS = 1000
 ITERATIONS = 30
 EVAL_GAMES = 96
 
 
-def _run(cmd: list[str], timeout_s: int) -> None:
-    subprocess.run(cmd, check=True, cwd=ROOT, env=env(threads=2), timeout=timeout_s)
-
-
 def _evaluate(weights, data, out, games: int) -> dict:
-    _run([
+    run([
         sys.executable, "-m", "vzero_nemo.eval.heldout", "--recipe", "tiny_cpu",
         "--weights", str(weights), "--out", str(out), f"eval.games={games}",
         f"data.path={data}", "rollout.clue_policy=oracle",
@@ -40,35 +32,16 @@ def _evaluate(weights, data, out, games: int) -> dict:
     return json.loads(out.read_text())["metrics"]
 
 
-@pytest.fixture(scope="module")
-def pretrained(tmp_path_factory):
-    """The main job's data set and pre-training (same seeds), shared by the tier's tests."""
-    root = tmp_path_factory.mktemp("learning")
-    data, weights = root / "data", root / "pretrained"
-    _run(data_command(data, num_pairs=1200, seed=0, workers=2), 600)
-    _run([
-        sys.executable, "-m", "vzero_nemo.training.pretrain", "--recipe", "tiny_cpu",
-        "--out", str(weights), f"pretrain.steps={PRETRAIN_STEPS}", "pretrain.eval_pairs=32",
-        f"data.path={data}",
-    ], 1800)  # fmt: skip
-    return data, weights
-
-
 @pytest.mark.timeout(2700)  # ~17 minutes on 2 cores: pre-training is most of it
 def test_decision_grpo_with_oracle_clues_lifts_observer_accuracy(pretrained, tmp_path):
     data, pretrained = pretrained
-    run = tmp_path / "run"
     before = _evaluate(pretrained, data, tmp_path / "before.json", EVAL_GAMES)
-    _run([
-        sys.executable, "-m", "vzero_nemo.train", "--recipe", "tiny_cpu",
-        f"model.init_checkpoint={pretrained}", f"data.path={data}", f"logging.dir={run}",
-        "rollout.clue_policy=oracle", f"train.iterations={ITERATIONS}",
-        f"checkpoint.save_interval={ITERATIONS}", "logging.wandb_mode=disabled",
-        "logging.progress_bar=false",
-    ], 1800)  # fmt: skip
-    after = _evaluate(run / "checkpoints" / f"iter_{ITERATIONS:07d}" / "dist", data,
+    train(run_dir := tmp_path / "run", f"model.init_checkpoint={pretrained}",
+          f"data.path={data}", "rollout.clue_policy=oracle", f"train.iterations={ITERATIONS}",
+          f"checkpoint.save_interval={ITERATIONS}")  # fmt: skip
+    after = _evaluate(run_dir / "checkpoints" / f"iter_{ITERATIONS:07d}" / "dist", data,
                       tmp_path / "after.json", EVAL_GAMES)  # fmt: skip
-    records = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines() if x]
+    log = records(run_dir)
     print(f"oracle-clue decision accuracy {before['decision_accuracy']:.3f} -> "
           f"{after['decision_accuracy']:.3f}, N/A {before['na_rate']:.3f} -> {after['na_rate']:.3f}")  # fmt: skip
     # The pre-trained observer answers uniformly at random: chance, whatever its reasoning.
@@ -76,8 +49,8 @@ def test_decision_grpo_with_oracle_clues_lifts_observer_accuracy(pretrained, tmp
     assert after["decision_accuracy"] >= before["decision_accuracy"] + 0.20
     assert after["na_rate"] <= 0.3 and after["invalid_vote_rate"] <= 0.1
     # Only the decision stage trained, and the policy stayed near the reference.
-    assert {r["stage"] for r in records} == {"decision"}
+    assert {r["stage"] for r in log} == {"decision"}
     # (per-token KL to the frozen reference: ~0.03 on average; one early iteration of the
     # LR warmup spikes to ~0.5 and the penalty pulls it back within an iteration)
-    kl = [r["train/kl"] for r in records]
+    kl = [r["train/kl"] for r in log]
     assert sum(kl) / len(kl) < 0.1 and max(kl[-10:]) < 0.1
