@@ -39,7 +39,7 @@ from pathlib import Path
 
 from vzero_nemo import logs
 from vzero_nemo.cli import add_config_arguments, config_from_argv
-from vzero_nemo.training.stage_switches import clue_stages
+from vzero_nemo.training.stage_switches import clue_stage_eval_command, clue_stages
 
 # The tiny data set: objects on the 3x3 grid of the tiny model's image tokens.
 TINY_DATA_OPTIONS = (
@@ -69,11 +69,11 @@ def evaluate_clue_stages(run_dir: Path, latest: str, recipe: str, common: list[s
     times = {}
     final = run_dir / "checkpoints" / latest / "dist"
     for k, (start, end) in enumerate(clue_stages(run_dir / "checkpoints", final)[:2]):
-        times[f"clue_eval_{k + 1}"] = run(f"clue stage {k + 1} against its frozen observer", [
-            sys.executable, "-m", "vzero_nemo.eval.clue_eval", "--recipe", recipe,
-            "--observer", str(start), "--clues", f"before={start}", "--clues", f"after={end}",
-            "--out", str(run_dir / f"clue_eval_{k + 1}.json"), *common,
-        ])  # fmt: skip
+        out = run_dir / f"clue_eval_{k + 1}.json"
+        times[f"clue_eval_{k + 1}"] = run(
+            f"clue stage {k + 1} against its frozen observer",
+            clue_stage_eval_command(recipe, start, end, out, common),
+        )
     return times
 
 

@@ -5,17 +5,13 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
-import logging
-import os
 import subprocess
 import sys
-import warnings
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from vzero_nemo import logs
 from vzero_nemo.cli import build_config
 
 pytestmark = pytest.mark.unit
@@ -57,22 +53,6 @@ def _main(target: str) -> Callable[[list[str]], object]:
     else:
         module = importlib.import_module(target)
     return module.main
-
-
-@pytest.fixture
-def process_state():
-    """Commands route logs (`vzero_nemo.logs.configure`) by changing the environment, the
-    root logger and the warning filters of their process; put them back afterwards."""
-    env, root = dict(os.environ), logging.getLogger()
-    handlers, level, state = root.handlers[:], root.level, dict(logs._STATE)
-    with warnings.catch_warnings():
-        yield
-    os.environ.clear()
-    os.environ.update(env)
-    root.handlers[:] = handlers
-    root.setLevel(level)
-    logs._STATE.clear()
-    logs._STATE.update(state)
 
 
 def test_entry_point_list_is_complete():

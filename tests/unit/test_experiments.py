@@ -6,7 +6,7 @@ import pytest
 
 from vzero_nemo.experiments.ablate import ROWS, main
 from vzero_nemo.experiments.table import mean_spread, write_table
-from vzero_nemo.training.stage_switches import clue_stages
+from vzero_nemo.training.stage_switches import clue_stage_eval_command, clue_stages
 
 pytestmark = pytest.mark.unit
 
@@ -76,3 +76,24 @@ def test_clue_stages_pair_each_entry_with_its_exit(tmp_path):
         (switches / "iter_0000017_decision_to_clue", final),
     ]
     assert clue_stages(tmp_path / "none", final) == []
+
+
+def test_clue_stage_command_is_what_clue_eval_accepts(tmp_path, capsys, process_state):
+    """The launchers' command reaches clue_eval's own checks: every flag and override parses,
+    and the frozen observer (the weights entering the stage) is missing here, so it stops
+    there, naming that directory, before any work."""
+    from vzero_nemo.eval import clue_eval
+
+    start, end = tmp_path / "iter_0000005_decision_to_clue", tmp_path / "final"
+    cmd = clue_stage_eval_command("tiny_cpu", start, end, tmp_path / "o.json", ["eval.games=8"])
+    assert cmd[1:3] == ["-m", "vzero_nemo.eval.clue_eval"]
+    assert cmd[cmd.index("--observer") + 1] == str(start)
+    assert [cmd[i + 1] for i, x in enumerate(cmd) if x == "--clues"] == [
+        f"before={start}",
+        f"after={end}",
+    ]
+    with pytest.raises(SystemExit) as exit_info:
+        clue_eval.main(cmd[3:])
+    assert exit_info.value.code == 2
+    assert f"weights directory {str(start)!r} does not exist" in capsys.readouterr().err
+    assert not (tmp_path / "o.json").exists()

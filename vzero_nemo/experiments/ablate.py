@@ -43,7 +43,7 @@ import time
 from pathlib import Path
 
 from vzero_nemo.experiments.table import write_table
-from vzero_nemo.training.stage_switches import clue_stages
+from vzero_nemo.training.stage_switches import clue_stage_eval_command, clue_stages
 
 ROWS: dict[str, list[str]] = {
     "iterative": [],
@@ -97,9 +97,7 @@ def evaluate_first_clue_stage(
     start, end = stages[0]
     path = run_dir / "clue_eval.json"
     if not path.exists():
-        run([sys.executable, "-m", "vzero_nemo.eval.clue_eval", "--recipe", recipe,
-             "--observer", str(start), "--clues", f"before={start}", "--clues", f"after={end}",
-             "--out", str(path), *overrides], log)  # fmt: skip
+        run(clue_stage_eval_command(recipe, start, end, path, overrides), log)
     before, after = json.loads(path.read_text())
     return {"before": before["metrics"], "after": after["metrics"], "observer": str(start)}
 

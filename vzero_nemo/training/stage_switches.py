@@ -7,6 +7,7 @@ stages without importing the model stack.
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 
@@ -30,3 +31,15 @@ def clue_stages(ckpt_dir: Path, final: Path) -> list[tuple[Path, Path]]:
     if start is not None:
         stages.append((start, final))
     return stages
+
+
+def clue_stage_eval_command(
+    recipe: str, start: Path, end: Path, out: Path, overrides: list[str]
+) -> list[str]:
+    """`python -m vzero_nemo.eval.clue_eval` of one clue stage: the weights entering it
+    (`start`) are the frozen observer and vote on the clues of `start` and of `end`."""
+    return [
+        sys.executable, "-m", "vzero_nemo.eval.clue_eval", "--recipe", recipe,
+        "--observer", str(start), "--clues", f"before={start}", "--clues", f"after={end}",
+        "--out", str(out), *overrides,
+    ]  # fmt: skip
