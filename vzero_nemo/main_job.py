@@ -11,10 +11,10 @@ output already exists so an interrupted job continues where it stopped):
    WebDataset shards with a train/val split;
 2. `python -m vzero_nemo.training.pretrain`: the tiny VLM learns to describe objects, answer
    grounding questions and the answer format (never which player is the spy);
-3. `python -m vzero_nemo.eval run` on the held-out split: the starting point, in
-   MAIN_JOB_EVAL_GAMES games with the model's own clues (with the retention probes of the
+3. `python -m vzero_nemo.eval run --oracle-out` on the held-out split: the starting point,
+   in MAIN_JOB_EVAL_GAMES games with the model's own clues (with the retention probes of the
    pre-training skills) and in `eval.games` games with scripted oracle clues (the observer
-   alone);
+   alone), one process for both;
 4. `python -m vzero_nemo.train --recipe tiny_cpu`: Iterative-SPO self-play from the
    pre-trained weights (the frozen reference is the same pre-trained model);
 5. the same evaluation of the final policy (the same games);
@@ -78,26 +78,39 @@ def evaluate_clue_stages(run_dir: Path, latest: str, recipe: str, common: list[s
 
 
 def evaluate_suite(
-    label: str, weights: Path, run_dir: Path, recipe: str, common: list[str]
+    label: str, weights: Path, run_dir: Path, recipe: str, common: list[str], oracle_games: int
 ) -> dict[str, float]:
-    """`python -m vzero_nemo.eval run` of `weights` into `<run>/eval/<label>[_oracle]`: the
-    model's own clues (MAIN_JOB_EVAL_GAMES games, retention probes) and scripted oracle clues
-    (`eval.games` games). A finished `before` folder is kept (the pre-trained weights do
-    not change); `after` always runs. Returns the step times."""
-    modes = {
-        "": [f"eval.games={MAIN_JOB_EVAL_GAMES}"],
-        "_oracle": ["rollout.clue_policy=oracle", "eval.retention_items=0"],
+    """One `python -m vzero_nemo.eval run --oracle-out` of `weights` (the model built once):
+    the model's own clues (MAIN_JOB_EVAL_GAMES games, retention probes) into
+    `<run>/eval/<label>` and scripted oracle clues (`oracle_games` games) into
+    `<run>/eval/<label>_oracle`. A finished `before` pair of folders is kept (the pre-trained
+    weights do not change); `after` always runs. Returns the step time."""
+    out = run_dir / "eval" / label
+    oracle = run_dir / "eval" / f"{label}_oracle"
+    if label == "before" and all((d / "summary.json").exists() for d in (out, oracle)):
+        return {}
+    games = [f"eval.games={MAIN_JOB_EVAL_GAMES}", f"eval.oracle_games={oracle_games}"]
+    return {
+        f"eval_{label}": run(
+            f"eval {label}",
+            [
+                sys.executable,
+                "-m",
+                "vzero_nemo.eval",
+                "run",
+                "--recipe",
+                recipe,
+                "--weights",
+                str(weights),
+                "--out",
+                str(out),
+                "--oracle-out",
+                str(oracle),
+                *games,
+                *common,
+            ],
+        )  # fmt: skip
     }
-    times = {}
-    for suffix, extra in modes.items():
-        out = run_dir / "eval" / f"{label}{suffix}"
-        if label == "before" and (out / "summary.json").exists():
-            continue
-        times[f"eval_{label}{suffix}"] = run(f"eval {label}{suffix}", [
-            sys.executable, "-m", "vzero_nemo.eval", "run", "--recipe", recipe,
-            "--weights", str(weights), "--out", str(out), *extra, *common,
-        ])  # fmt: skip
-    return times
 
 
 def run(step: str, cmd: list[str]) -> float:
@@ -145,14 +158,16 @@ def main(argv: list[str] | None = None) -> int:
             py, "-m", "vzero_nemo.training.pretrain", "--recipe", recipe,
             "--out", str(pretrained), *common,
         ])  # fmt: skip
-    times.update(evaluate_suite("before", pretrained, run_dir, recipe, common))
+    # The oracle-clue suite keeps the recipe's (or the user's) eval.games.
+    oracle_games = cfg.eval.oracle_games or cfg.eval.games
+    times.update(evaluate_suite("before", pretrained, run_dir, recipe, common, oracle_games))
     times["self_play"] = run("self-play", [
         py, "-m", "vzero_nemo.train", "--recipe", recipe,
         f"model.init_checkpoint={pretrained}", *common,
     ])  # fmt: skip
     latest = (run_dir / "checkpoints" / "latest").read_text().strip()
     final = run_dir / "checkpoints" / latest / "dist"
-    times.update(evaluate_suite("after", final, run_dir, recipe, common))
+    times.update(evaluate_suite("after", final, run_dir, recipe, common, oracle_games))
     times.update(evaluate_clue_stages(run_dir, latest, recipe, common))
     run("report", [py, "-m", "vzero_nemo.eval.report", "--run", str(run_dir)])
     times["total"] = time.monotonic() - start

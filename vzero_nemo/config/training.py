@@ -112,6 +112,10 @@ class PretrainConfig:
     agree_rate: float = 0.0
     """Describe examples whose target is an object an earlier clue already named (when one is
     in the image shown): without it the describe skill ignores the clue history."""
+    length_groups: int = 2
+    """Each batch is sorted by length into this many groups, each padded to its own width
+    (`make_length_grouped_micro_batches`; same loss and gradient as one width). Under
+    pipeline parallelism, whose point-to-point shapes are fixed, one common width is used."""
     eval_pairs: int = 64
     """Held-out pairs (`val` split) on which the skills are measured at the end."""
     eval_every: int = 0
@@ -137,6 +141,9 @@ class PretrainConfig:
         require(
             0 <= self.agree_rate <= 1, f"pretrain.agree_rate={self.agree_rate} must be in [0, 1]"
         )
+        require(
+            self.length_groups >= 1, f"pretrain.length_groups={self.length_groups} must be >= 1"
+        )
         require(self.eval_pairs >= 0, f"pretrain.eval_pairs={self.eval_pairs} must be >= 0")
         require(self.eval_every >= 0, f"pretrain.eval_every={self.eval_every} must be >= 0")
 
@@ -148,6 +155,9 @@ class EvalConfig:
     games: int = 64
     """Held-out games from the `val` split, spread evenly over its domains (a domain with
     fewer pairs replays them with other spy seats)."""
+    oracle_games: int | None = None
+    """Games of the scripted-oracle-clue suite that `eval run --oracle-out` adds (None:
+    `eval.games`)."""
     seed: int = 12345
     """Seed of spy seats and sampling in evaluation games."""
     retention_items: int = 256
@@ -157,6 +167,10 @@ class EvalConfig:
 
     def validate(self) -> None:
         require(self.games >= 1, f"eval.games={self.games} must be >= 1")
+        require(
+            self.oracle_games is None or self.oracle_games >= 1,
+            f"eval.oracle_games={self.oracle_games} must be >= 1 (or None: eval.games)",
+        )
         for name in ("retention_items", "sample_games"):
             value = getattr(self, name)
             require(value >= 0, f"eval.{name}={value} must be >= 0")

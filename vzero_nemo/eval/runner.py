@@ -3,15 +3,21 @@ two evaluations of the same games.
 
     python -m vzero_nemo.eval run --weights runs/tiny_cpu/pretrained --out runs/tiny_cpu/eval/before \\
         data.path=runs/tiny_cpu/data eval.games=512 [rollout.clue_policy=oracle ...]
+    python -m vzero_nemo.eval run --weights W --out DIR --oracle-out DIR_ORACLE [key=value ...]
     python -m vzero_nemo.eval compare --before DIR --after DIR [--out FILE]
 
-`run` writes the folder described in `vzero_nemo.eval.suite`; `compare` prints every change
-with its paired 95 % bootstrap interval and the number of games / pairs behind it.
+`run` writes the folder described in `vzero_nemo.eval.suite`; with `--oracle-out` the same
+loaded weights then also play `eval.oracle_games` games with scripted oracle clues (the
+observer alone, no retention probes) into a second folder, as a separate `run` with
+`rollout.clue_policy=oracle eval.retention_items=0` would (every chunk of games is seeded by
+`eval.seed`), without building the model twice. `compare` prints every change with its
+paired 95 % bootstrap interval and the number of games / pairs behind it.
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import math
 import sys
@@ -57,20 +63,41 @@ def _retention(stack, cfg: VZeroConfig, games: list[HeldOutGame]) -> dict[str, A
     return score_skills(stack, cfg, pairs, seed=cfg.eval.seed)
 
 
-def run_evaluation(cfg: VZeroConfig, weights: str | None, out: Path) -> dict[str, Any]:
-    """Play the suite with `weights` (None: the config's own init) and write `out`."""
-    from vzero_nemo.eval import suite
+def oracle_config(cfg: VZeroConfig) -> VZeroConfig:
+    """`cfg` for the oracle-clue suite of `run --oracle-out`: scripted clues, no retention
+    probes, `eval.oracle_games` games (None: `eval.games`)."""
+    out = copy.deepcopy(cfg)
+    out.rollout.clue_policy = "oracle"
+    out.eval.retention_items = 0
+    out.eval.games = cfg.eval.oracle_games or cfg.eval.games
+    return out
+
+
+def load_stack(cfg: VZeroConfig, weights: str | None):
+    """The policy stack of `cfg` with `weights` loaded (None: the config's own init)."""
     from vzero_nemo.training import checkpoint as ckpt
     from vzero_nemo.training import engine
     from vzero_nemo.training.setup import build_stack
 
-    assert cfg.data.path is not None
-    start = time.perf_counter()
-    games = suite.select_games(cfg.data.val_path or cfg.data.path, cfg.eval.games, cfg.eval.seed)
     stack = build_stack(cfg, with_reference=False)
     if weights:
         with engine.compat_scope():
             ckpt.load_weights(weights, stack.policy)
+    return stack
+
+
+def run_evaluation(
+    cfg: VZeroConfig, weights: str | None, out: Path, stack: Any = None
+) -> dict[str, Any]:
+    """Play the suite with `weights` (None: the config's own init), or with an already
+    loaded `stack` of them, and write `out`."""
+    from vzero_nemo.eval import suite
+
+    assert cfg.data.path is not None
+    start = time.perf_counter()
+    games = suite.select_games(cfg.data.val_path or cfg.data.path, cfg.eval.games, cfg.eval.seed)
+    if stack is None:
+        stack = load_stack(cfg, weights)
     records, samples = suite.play_suite(stack.policy, stack.tokenizer, cfg, games)
     play_s = time.perf_counter() - start
     retention = _retention(stack, cfg, games) if cfg.eval.retention_items else {}
@@ -120,16 +147,25 @@ def main_run(argv: list[str]) -> int:
     add_config_arguments(parser, default_recipe="tiny_cpu")
     parser.add_argument("--weights", help="weights or training checkpoint (dist/) directory")
     parser.add_argument("--out", required=True, help="output folder")
+    parser.add_argument(
+        "--oracle-out",
+        help="also play eval.oracle_games games with scripted oracle clues into this folder",
+    )
     args, cfg = config_from_argv(parser, argv)
     if cfg.data.path is None or not Path(cfg.data.path).is_dir():
         fail(f"data.path={cfg.data.path!r} is not a shard directory with a val split")
     if args.weights and not Path(args.weights).is_dir():
         fail(f"--weights {args.weights!r} is not a checkpoint directory")
+    if args.oracle_out and Path(args.oracle_out).resolve() == Path(args.out).resolve():
+        fail(f"--oracle-out {args.oracle_out!r} is the --out folder; give it its own")
     try:
-        summary = run_evaluation(cfg, args.weights, Path(args.out))
+        stack = load_stack(cfg, args.weights)
+        print_summary(run_evaluation(cfg, args.weights, Path(args.out), stack))
+        if args.oracle_out:
+            ocfg = oracle_config(cfg)
+            print_summary(run_evaluation(ocfg, args.weights, Path(args.oracle_out), stack))
     except ValueError as err:
         fail(str(err))
-    print_summary(summary)
     return 0
 
 

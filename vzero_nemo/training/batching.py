@@ -8,6 +8,9 @@ parallelism needs for its point-to-point shapes). A step's sequences go into as 
 micro-batches as `micro_batch_size` allows, with their rows balanced, so filler rows (which
 carry no loss but cost a full forward and backward) only fill the last micro-batch up to the
 common row count: 16 sequences with micro_batch_size 32 are one micro-batch of 16 rows.
+`make_length_grouped_micro_batches` instead sorts a step's sequences by length and pads each
+group to its own width (no pipeline parallelism): pre-training mixes 55- and 140-token
+examples, and one common width made a third of its tokens padding.
 
 Alignment: `labels[b, t] = input_ids[b, t + 1]`; `loss_mask[b, t] = 1` where `labels[b, t]`
 is a response token. Per-token tensors (`old_logp`, `ref_logp`) use the same alignment.
@@ -104,6 +107,33 @@ def make_micro_batches(
             rows = list(range(start, min(start + rows_per_micro, len(sequences))))
             seqs = [sequences[i] for i in rows]
             batches.append(_collate(seqs, rows, tokenizer, model_cfg, width, rows_per_micro))
+    return batches
+
+
+def make_length_grouped_micro_batches(
+    sequences: Sequence[TrainSequence],
+    tokenizer: VLTokenizer,
+    model_cfg: ModelConfig,
+    micro_batch_size: int,
+    groups: int,
+) -> list[MicroBatch]:
+    """`sequences` sorted by length into `groups` groups of (nearly) equal size, each made into
+    micro-batches of its own width (`make_micro_batches`). The step's loss and gradient are
+    the same as with one width (the per-token loss is normalised by the global token count);
+    the shapes differ between groups, which only a schedule without pipeline parallelism
+    accepts. Each row's index in `rows` still refers to `sequences`."""
+    if groups < 1:
+        raise ValueError(f"groups={groups} must be >= 1")
+    order = sorted(range(len(sequences)), key=lambda i: sequences[i].length)
+    size = -(-len(order) // groups) if order else 1
+    batches = []
+    for start in range(0, len(order), size):
+        chunk = order[start : start + size]
+        for mb in make_micro_batches(
+            [sequences[i] for i in chunk], tokenizer, model_cfg, micro_batch_size
+        ):
+            mb.rows = [chunk[r] for r in mb.rows]
+            batches.append(mb)
     return batches
 
 

@@ -57,7 +57,11 @@ from vzero_nemo.game.roles import Clue
 from vzero_nemo.models.chat import render_chat
 from vzero_nemo.training import checkpoint as ckpt
 from vzero_nemo.training import engine
-from vzero_nemo.training.batching import MicroBatch, TrainSequence, make_micro_batches
+from vzero_nemo.training.batching import (
+    MicroBatch,
+    TrainSequence,
+    make_length_grouped_micro_batches,
+)
 
 TASKS = PRETRAIN_TASKS
 # Sampling weights: the caption is the densest visual supervision, so it gets half the batch.
@@ -320,6 +324,7 @@ def pretrain(
     p = cfg.pretrain
     steps, tasks, eval_every, seed = p.steps, p.tasks, p.eval_every, p.seed
     stack = build_stack(cfg, with_reference=False, schedule=engine.LRSchedule.pretraining(cfg))
+    groups = p.length_groups if cfg.parallel.pipeline_model_parallel_size == 1 else 1
     rng = random.Random(seed + 1000 * stack.par.dp_rank)
     start = time.perf_counter()
     nll = float("nan")
@@ -329,7 +334,9 @@ def pretrain(
             pair = rng.choice(pairs)
             task = rng.choices(tasks, weights=[TASK_WEIGHTS[t] for t in tasks])[0]
             seqs.append(to_sequence(make_example(pair, cfg, rng, task), pair, cfg, stack.tokenizer))
-        batches = make_micro_batches(seqs, stack.tokenizer, cfg.model, cfg.train.micro_batch_size)
+        batches = make_length_grouped_micro_batches(
+            seqs, stack.tokenizer, cfg.model, cfg.train.micro_batch_size, groups
+        )
         engine.zero_grads(stack.policy, stack.optimizer)
         result = engine.run_schedule(
             stack.policy, batches, nll_loss, forward_only=False, device=stack.par.device

@@ -190,3 +190,60 @@ def test_causal_only_attention_accepts_right_padding_only(model):
     for row, prompt in enumerate(prompts):
         n = len(prompt)
         assert (got[row, :n] - want[row, -n:]).abs().max().item() < 1e-5
+
+
+def test_length_grouped_micro_batches_give_the_same_loss_and_gradient(model):
+    """Pre-training's length groups (each padded to its own width) against one common width:
+    the rows map back to their sequences, the groups are narrower, and the summed loss and
+    every gradient equal the one-width step's."""
+    from vzero_nemo.training.batching import (
+        TrainSequence,
+        make_length_grouped_micro_batches,
+        make_micro_batches,
+    )
+
+    prompts = _prompts(6)
+    seqs = [
+        TrainSequence(p, list(range(10, 12 + 7 * (i % 3))), [0.0] * (2 + 7 * (i % 3)))
+        for i, p in enumerate(prompts)
+    ]
+
+    def step(batches):
+        model.zero_grad()
+        total = sum(
+            (
+                model(
+                    mb.input_ids,
+                    mb.position_ids,
+                    mb.attention_mask,
+                    pixel_values=mb.pixel_values,
+                    image_grid_thw=mb.image_grid_thw,
+                    image_of_row=mb.image_of_row,
+                    labels=mb.labels,
+                    loss_mask=mb.loss_mask,
+                )
+                * mb.loss_mask
+            ).sum()
+            for mb in batches
+        )
+        tokens = sum(int(mb.loss_mask.sum()) for mb in batches)
+        (total / tokens).backward()
+        return total.item(), [p.grad.clone() for p in model.parameters()]
+
+    one = make_micro_batches(seqs, tiny_tokenizer(), CFG, micro_batch_size=6)
+    grouped = make_length_grouped_micro_batches(seqs, tiny_tokenizer(), CFG, 6, groups=2)
+    assert sorted(r for mb in grouped for r in mb.rows) == list(range(6))
+    for mb in grouped:
+        for b, r in enumerate(mb.rows):  # each row holds its own sequence
+            n = seqs[r].length
+            assert (
+                mb.input_ids[b, :n].tolist()
+                == seqs[r].prompt.extend(seqs[r].response_ids).input_ids.tolist()
+            )
+    assert [mb.input_ids.shape[1] for mb in grouped] < [one[0].input_ids.shape[1]] * 2
+    (loss_one, grads_one), (loss_grouped, grads_grouped) = step(one), step(grouped)
+    assert abs(loss_one - loss_grouped) < 1e-4 * abs(loss_one)
+    for a, b in zip(grads_one, grads_grouped, strict=True):
+        assert (a - b).abs().max().item() < 1e-6
+    with pytest.raises(ValueError, match="groups=0"):
+        make_length_grouped_micro_batches(seqs, tiny_tokenizer(), CFG, 6, groups=0)
