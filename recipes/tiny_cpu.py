@@ -64,7 +64,7 @@ def tiny_cpu() -> VZeroConfig:
     cfg.checkpoint.save_stage_switches = True
     cfg.checkpoint.save_interval = 5
     cfg.logging.wandb_mode = "offline"
-    # Pre-training of the tiny model (main job step 2): 1000 steps of 32 examples, ~620 s.
+    # Pre-training of the tiny model (main job step 2): 1000 steps of 32 examples, ~330 s.
     cfg.pretrain.steps = 1000
     cfg.eval.games = 128
     return cfg
