@@ -1,6 +1,8 @@
 """A scaling sweep through a real Slurm: submit a 4-run grid, wait, collect every run.
 
     .venv/bin/python -m pytest -m slurm tests/slurm/test_scaling_sweep.py -q
+    VZERO_RESULTS_DIR=docs/results/sweep_local_slurm .venv/bin/python -m pytest -m slurm \
+        tests/slurm/test_scaling_sweep.py -q     # also keeps the collected table and plot
 
 Grid: nodes {1, 2} x data.path {real shards, a missing folder}, tiny recipe, 2 iterations.
 The two runs with shards must complete and be measured (the 1-node run is the efficiency
@@ -10,6 +12,8 @@ baseline); the two without must be reported as failed with their error, not drop
 from __future__ import annotations
 
 import csv
+import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -59,3 +63,8 @@ def test_sweep_reports_every_run(slurm_cluster: SlurmCluster, tmp_path: Path, ti
     for r in bad:
         assert r["status"] == "failed" and r["exit_code"] != "0:0", r
         assert "is not a directory" in r["error"], r
+    if os.environ.get("VZERO_RESULTS_DIR"):
+        keep = Path(os.environ["VZERO_RESULTS_DIR"])
+        keep.mkdir(parents=True, exist_ok=True)
+        for name in ("scaling.csv", "scaling.md", "scaling.png"):
+            shutil.copy(runs / name, keep / name)

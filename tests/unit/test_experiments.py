@@ -97,3 +97,35 @@ def test_clue_stage_command_is_what_clue_eval_accepts(tmp_path, capsys, process_
     assert exit_info.value.code == 2
     assert f"weights directory {str(start)!r} does not exist" in capsys.readouterr().err
     assert not (tmp_path / "o.json").exists()
+
+
+def test_size_study_collects_every_run_and_names_its_game_counts(tmp_path):
+    import json
+
+    from vzero_nemo.scaling import sizes
+
+    def summary(folder, acc, games):
+        folder.mkdir(parents=True)
+        overall = {"decision_accuracy": {"value": acc}, "games": games}
+        (folder / "summary.json").write_text(json.dumps({"overall": overall}))
+
+    for seed, after in ((0, 0.40), (1, 0.30)):
+        d = sizes.run_dir(tmp_path, "tiny", seed)
+        summary(d / "eval" / "before", 0.25, 128)
+        summary(d / "eval" / "before_oracle", 0.25, 64)
+        summary(d / "eval" / "after", after, 128)
+        summary(d / "eval" / "after_oracle", after + 0.1, 64)
+        (d / "main_job_times.json").write_text(json.dumps({"pretrain": 10.0, "self_play": 5.0}))
+        record = {"perf/rollout_tokens_per_s": 100.0, "time/rollout_s": 2.0}
+        (d / "metrics.jsonl").write_text(json.dumps(record) + "\n")
+    rows = [sizes.summarize(tmp_path, "tiny", s, 0) for s in (0, 1)]
+    rows.append(sizes.summarize(tmp_path, "tiny_l", 0, 0))  # never ran
+    assert [r["status"] for r in rows] == ["completed", "completed", "missing"]
+    per_size = sizes.aggregate(rows)
+    assert len(per_size) == 1 and per_size[0]["gain"] == pytest.approx(0.10)
+    assert (per_size[0]["gain_min"], per_size[0]["gain_max"]) == pytest.approx((0.05, 0.15))
+    sizes.write_outputs(rows, per_size, tmp_path / "table", "python -m vzero_nemo.scaling sizes")
+    text = (tmp_path / "table" / "sizes.md").read_text()
+    assert "128 games on the held-out pairs" in text and "judged, 64 games" in text
+    assert "| +0.100 (+0.050..+0.150) |" in text and "| tiny_l | 0 | missing |" in text
+    assert (tmp_path / "table" / "sizes.png").stat().st_size > 0

@@ -76,6 +76,14 @@ def _accuracy(eval_dir: Path) -> float:
     return float(json.loads(path.read_text())["overall"]["decision_accuracy"]["value"])
 
 
+def _games(eval_dir: Path) -> float:
+    """Games behind a `python -m vzero_nemo.eval run` folder's accuracy."""
+    path = eval_dir / "summary.json"
+    if not path.exists():
+        return math.nan
+    return float(json.loads(path.read_text())["overall"]["games"])
+
+
 def _generated_tokens(path: Path) -> float:
     if not path.exists():
         return math.nan
@@ -98,6 +106,7 @@ def summarize(out: Path, size: str, seed: int, first_seed: int) -> dict[str, Any
         "before": _accuracy(d / "eval" / "before"), "after": _accuracy(d / "eval" / "after"),
         "before_oracle": _accuracy(d / "eval" / "before_oracle"),
         "after_oracle": _accuracy(d / "eval" / "after_oracle"),
+        "games": _games(d / "eval" / "after"), "games_oracle": _games(d / "eval" / "after_oracle"),
         "pretrain_s": _times(run_dir(out, size, first_seed)).get("pretrain", math.nan),
         "self_play_s": times.get("self_play", math.nan),
         "generated_tokens": _generated_tokens(d / "metrics.jsonl"),
@@ -133,15 +142,18 @@ def _f(x: float, digits: int = 3) -> str:
 
 
 def markdown(rows: list[dict[str, Any]], sizes: list[dict[str, Any]], command: str) -> str:
+    games = sorted({_f(r["games"], 0) for r in rows if r["status"] == "completed"})
+    oracle = sorted({_f(r["games_oracle"], 0) for r in rows if r["status"] == "completed"})
     lines = [
         "# Model-size study (CPU)",
         "",
         f"Made by `{command}`.",
         "",
         "Held-out decision accuracy (chance 0.25) before and after self-play, as the main job "
-        "evaluates it (own clues: the model plays every seat, 512 games on the held-out "
-        "pairs; oracle clues: scripted informative clues, the observer alone is judged, "
-        "`eval.games` games); gain = after - before, mean over seeds with min..max.",
+        f"evaluates it (own clues: the model plays every seat, {'/'.join(games)} games on the "
+        "held-out pairs; oracle clues: scripted informative clues, the observer alone is "
+        f"judged, {'/'.join(oracle)} games); the same games before and after; "
+        "gain = after - before, mean over seeds with min..max.",
         "",
         "| size | parameters | seeds | before | after | gain (min..max) | oracle before | "
         "oracle after | oracle gain (min..max) | pre-train s | self-play s | tokens generated |",
