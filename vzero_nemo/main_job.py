@@ -89,28 +89,12 @@ def evaluate_suite(
     oracle = run_dir / "eval" / f"{label}_oracle"
     if label == "before" and all((d / "summary.json").exists() for d in (out, oracle)):
         return {}
-    games = [f"eval.games={MAIN_JOB_EVAL_GAMES}", f"eval.oracle_games={oracle_games}"]
-    return {
-        f"eval_{label}": run(
-            f"eval {label}",
-            [
-                sys.executable,
-                "-m",
-                "vzero_nemo.eval",
-                "run",
-                "--recipe",
-                recipe,
-                "--weights",
-                str(weights),
-                "--out",
-                str(out),
-                "--oracle-out",
-                str(oracle),
-                *games,
-                *common,
-            ],
-        )  # fmt: skip
-    }
+    cmd = [
+        sys.executable, "-m", "vzero_nemo.eval", "run", "--recipe", recipe,
+        "--weights", str(weights), "--out", str(out), "--oracle-out", str(oracle),
+        f"eval.games={MAIN_JOB_EVAL_GAMES}", f"eval.oracle_games={oracle_games}", *common,
+    ]  # fmt: skip
+    return {f"eval_{label}": run(f"eval {label}", cmd)}
 
 
 def run(step: str, cmd: list[str]) -> float:

@@ -68,20 +68,18 @@ def run_one(out: Path, size: str, seed: int, first_seed: int, overrides: list[st
     subprocess.run(cmd, check=True, env={**os.environ, "WANDB_MODE": "disabled"})
 
 
+def _overall(eval_dir: Path, name: str) -> float:
+    """`overall[name]` of a `python -m vzero_nemo.eval run` folder (nan when it has none)."""
+    path = eval_dir / "summary.json"
+    if not path.exists():
+        return math.nan
+    value = json.loads(path.read_text())["overall"][name]
+    return float(value["value"] if isinstance(value, dict) else value)
+
+
 def _accuracy(eval_dir: Path) -> float:
     """Held-out decision accuracy of a `python -m vzero_nemo.eval run` folder."""
-    path = eval_dir / "summary.json"
-    if not path.exists():
-        return math.nan
-    return float(json.loads(path.read_text())["overall"]["decision_accuracy"]["value"])
-
-
-def _games(eval_dir: Path) -> float:
-    """Games behind a `python -m vzero_nemo.eval run` folder's accuracy."""
-    path = eval_dir / "summary.json"
-    if not path.exists():
-        return math.nan
-    return float(json.loads(path.read_text())["overall"]["games"])
+    return _overall(eval_dir, "decision_accuracy")
 
 
 def _generated_tokens(path: Path) -> float:
@@ -106,7 +104,8 @@ def summarize(out: Path, size: str, seed: int, first_seed: int) -> dict[str, Any
         "before": _accuracy(d / "eval" / "before"), "after": _accuracy(d / "eval" / "after"),
         "before_oracle": _accuracy(d / "eval" / "before_oracle"),
         "after_oracle": _accuracy(d / "eval" / "after_oracle"),
-        "games": _games(d / "eval" / "after"), "games_oracle": _games(d / "eval" / "after_oracle"),
+        "games": _overall(d / "eval" / "after", "games"),
+        "games_oracle": _overall(d / "eval" / "after_oracle", "games"),
         "pretrain_s": _times(run_dir(out, size, first_seed)).get("pretrain", math.nan),
         "self_play_s": times.get("self_play", math.nan),
         "generated_tokens": _generated_tokens(d / "metrics.jsonl"),

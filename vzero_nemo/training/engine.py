@@ -126,6 +126,21 @@ class ScheduleResult:
     """The loss functions' metric dicts (last pipeline stage only; empty elsewhere)."""
 
 
+def forward_micro_batch(model, mb: MicroBatch) -> torch.Tensor:
+    """The model on one micro-batch with its labels: per-token cross entropy (B, T) on the
+    last pipeline stage (computed only where `loss_mask` reads it), hidden states elsewhere."""
+    return model(
+        mb.input_ids,
+        mb.position_ids,
+        mb.attention_mask,
+        pixel_values=mb.pixel_values,
+        image_grid_thw=mb.image_grid_thw,
+        image_of_row=mb.image_of_row,
+        labels=mb.labels,
+        loss_mask=mb.loss_mask,
+    )
+
+
 def run_schedule(
     chunks: Sequence[Any],
     micro_batches: Sequence[MicroBatch],
@@ -145,20 +160,13 @@ def run_schedule(
     @cpu_compat.outside_cuda_redirect  # the model's forward needs no redirection
     def forward_step(data_iterator: Iterator[MicroBatch], model):
         mb = next(data_iterator).to(device)
-        output = model(
-            mb.input_ids,
-            mb.position_ids,
-            mb.attention_mask,
-            pixel_values=mb.pixel_values,
-            image_grid_thw=mb.image_grid_thw,
-            image_of_row=mb.image_of_row,
-            labels=mb.labels,
-            loss_mask=mb.loss_mask,  # logits only where a loss reads them
-        )
+        output = forward_micro_batch(model, mb)
         # A middle pipeline stage's hidden states are sent point-to-point: gloo needs them
         # contiguous (the local layer spec returns a transposed view).
         return output.contiguous(), functools.partial(loss_fn, mb)
 
+    # The shapes matter only to pipeline communication: without pipeline parallelism the
+    # micro-batches may differ in width (`make_length_grouped_micro_batches`).
     rows, width = micro_batches[0].input_ids.shape
     forward_backward = get_forward_backward_func()
     context = torch.no_grad() if forward_only else contextlib.nullcontext()

@@ -201,6 +201,7 @@ def test_length_grouped_micro_batches_give_the_same_loss_and_gradient(model):
         make_length_grouped_micro_batches,
         make_micro_batches,
     )
+    from vzero_nemo.training.engine import forward_micro_batch
 
     prompts = _prompts(6)
     seqs = [
@@ -210,22 +211,7 @@ def test_length_grouped_micro_batches_give_the_same_loss_and_gradient(model):
 
     def step(batches):
         model.zero_grad()
-        total = sum(
-            (
-                model(
-                    mb.input_ids,
-                    mb.position_ids,
-                    mb.attention_mask,
-                    pixel_values=mb.pixel_values,
-                    image_grid_thw=mb.image_grid_thw,
-                    image_of_row=mb.image_of_row,
-                    labels=mb.labels,
-                    loss_mask=mb.loss_mask,
-                )
-                * mb.loss_mask
-            ).sum()
-            for mb in batches
-        )
+        total = sum((forward_micro_batch(model, mb) * mb.loss_mask).sum() for mb in batches)
         tokens = sum(int(mb.loss_mask.sum()) for mb in batches)
         (total / tokens).backward()
         return total.item(), [p.grad.clone() for p in model.parameters()]
