@@ -28,7 +28,11 @@ def test_lmms_eval_on_the_tiny_export_matches_our_own_evaluation(tiny_shards, tm
     weights = tmp_path / "pretrained"
     pretrain = [sys.executable, "-m", "vzero_nemo.training.pretrain", "--recipe", "tiny_cpu",
                 "--out", str(weights), f"data.path={tiny_shards}", "pretrain.steps=150",
-                "pretrain.tasks=caption,exists", "pretrain.eval_pairs=0"]  # fmt: skip
+                "pretrain.tasks=caption,exists", "pretrain.eval_pairs=0",
+                # one width per batch: with two length groups (the default) the 150-step
+                # model's float sums differ and one of the 16 greedy answers sits on a near-tie
+                # that HF and Megatron break differently (0.75 against 0.8125)
+                "pretrain.length_groups=1"]  # fmt: skip
     subprocess.run(pretrain, check=True, cwd=ROOT, env=env(), timeout=1200)
     out = tmp_path / "bench"
     bench = [sys.executable, "-m", "vzero_nemo.eval.benchmarks", "--weights", str(weights),
