@@ -134,3 +134,55 @@ def test_wrong_task_asks_the_vote_statements_and_answers_the_wrong_players(cfg):
         assert ex.target.endswith(f"<answer>{' '.join(wrong) or 'none'}</answer>")
         answers.add(len(wrong))
     assert {0, 1, 2} <= answers
+
+
+def _with(**pretrain):
+    c = get_recipe("tiny_cpu")
+    for key, value in pretrain.items():
+        setattr(c.pretrain, key, value)
+    c.finalize(1)
+    return c
+
+
+def test_vague_rate_teaches_one_attribute_clues_true_of_the_image_shown():
+    vague = _with(vague_rate=1.0)
+    rng = random.Random(4)
+    pairs = [_pair(i) for i in range(6)]
+    roles = set()
+    for i in range(200):
+        pair = pairs[i % len(pairs)]
+        ex = make_example(pair, vague, rng, "describe")
+        said = ex.target.removeprefix("<answer>").removesuffix("</answer>")
+        scene = pair.truth.modified if ex.image == "modified" else pair.truth.original
+        assert len(said.split()) == 1 and any(
+            said in (o["color"], o["shape"]) for o in scene["objects"]
+        )
+        roles.add(ex.image)
+        vote = make_example(pair, vague, rng, "vote")
+        for _, clue, verdict in _verdicts(vote.target):
+            assert len(clue.split()) == 1
+            assert verdict == ("no" if clevr_contradicts(clue, pair.truth.original) else "yes")
+    assert roles == {"original", "modified"}  # spy and civilian examples alike
+    some = _with(vague_rate=0.3)
+    targets = [make_example(pairs[i % 6], some, rng, "describe").target for i in range(600)]
+    share = sum(len(t.split()) == 1 for t in targets) / len(targets)
+    assert 0.22 < share < 0.38, share
+
+
+def test_vague_rate_zero_keeps_every_target_and_bad_rates_are_refused(cfg):
+    plain = _with(vague_rate=0.0)
+    a, b = random.Random(5), random.Random(5)
+    for i in range(50):
+        pair = _pair(i % 3)
+        for task in ("describe", "vote"):
+            assert make_example(pair, plain, a, task) == make_example(pair, cfg, b, task)
+    with pytest.raises(ValueError, match=r"pretrain.vague_rate=1.5 must be in \[0, 1\]"):
+        _with(vague_rate=1.5)
+
+
+def test_clue_eval_counts_a_clue_of_one_attribute_as_vague():
+    from vzero_nemo.eval.clue_eval import _vague
+
+    assert _vague("cube") and _vague("red") and _vague("a red one.")
+    assert not _vague("red cube") and not _vague("large red rubber cube")
+    assert not _vague("something") and not _vague("")

@@ -112,6 +112,11 @@ class PretrainConfig:
     agree_rate: float = 0.0
     """Describe examples whose target is an object an earlier clue already named (when one is
     in the image shown): without it the describe skill ignores the clue history."""
+    vague_rate: float = 0.0
+    """Clues of one attribute ("cube", "red") instead of colour and shape: describe targets
+    (an attribute of an object of the image shown, whatever the role) and vote-example clues
+    (true or false of the image) at this rate. Gives the spy a clue that an edit cannot make
+    false, the vaguer clue the paper's spies learn; 0 keeps every clue two words."""
     length_groups: int = 2
     """Each batch is sorted by length into this many groups, each padded to its own width
     (`make_length_grouped_micro_batches`; same loss and gradient as one width). Under
@@ -140,6 +145,9 @@ class PretrainConfig:
         )
         require(
             0 <= self.agree_rate <= 1, f"pretrain.agree_rate={self.agree_rate} must be in [0, 1]"
+        )
+        require(
+            0 <= self.vague_rate <= 1, f"pretrain.vague_rate={self.vague_rate} must be in [0, 1]"
         )
         require(
             self.length_groups >= 1, f"pretrain.length_groups={self.length_groups} must be >= 1"

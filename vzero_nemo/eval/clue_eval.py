@@ -16,6 +16,8 @@ Per role (spy / civilian), over every clue turn of CLEVR games (denominator `clu
   speaker away (scripted check against the scene graph);
 - `grounded_rate`: the clue names an object (colour + shape) of the speaker's OWN image;
 - `repeat_rate`: the clue repeats an earlier player's clue of the same game word for word;
+- `vague_rate`: the clue names a colour or a shape but not both (`pretrain.vague_rate` teaches
+  such clues; an edit of another object cannot make them false);
 and for the frozen observer (denominator `votes`): `vote_accuracy` (votes naming the spy),
 `decision_accuracy` (per game) and `na_rate`. Counts are written next to each rate.
 """
@@ -32,10 +34,12 @@ import torch
 
 from vzero_nemo.config import VZeroConfig
 from vzero_nemo.data.pairs import GamePair
+from vzero_nemo.data.schema import CLEVR_COLORS, CLEVR_SHAPES
 from vzero_nemo.game.policies import contradicts_original
 from vzero_nemo.training.rollout import Rollout, play_games
 
 ROLES = ("spy", "civilian")
+_COLORS, _SHAPES = set(CLEVR_COLORS), set(CLEVR_SHAPES)
 
 
 def _normalise(clue: str) -> str:
@@ -47,9 +51,16 @@ def _grounded(clue: str, scene: dict[str, Any]) -> bool:
     return any(o["color"] in words and o["shape"] in words for o in scene["objects"])
 
 
+def _vague(clue: str) -> bool:
+    words = set(clue.lower().replace(".", " ").split())
+    return bool(words & _COLORS) != bool(words & _SHAPES)
+
+
 def clue_counts(rollout: Rollout, pairs: list[GamePair]) -> dict[str, dict[str, int]]:
     """Per-role counts over every clue turn of the CLEVR games of `rollout`."""
-    counts = {r: {"clues": 0, "contradicts": 0, "grounded": 0, "repeats": 0} for r in ROLES}
+    counts = {
+        r: {"clues": 0, "contradicts": 0, "grounded": 0, "repeats": 0, "vague": 0} for r in ROLES
+    }
     for g in range(rollout.env.num_games):
         truth = pairs[g].truth
         if truth.domain != "clevr":
@@ -66,6 +77,7 @@ def clue_counts(rollout: Rollout, pairs: list[GamePair]) -> dict[str, dict[str, 
             c["contradicts"] += contradicts_original(text, truth)
             c["grounded"] += _grounded(text, own)
             c["repeats"] += _normalise(text) in said
+            c["vague"] += _vague(text)
             said.append(_normalise(text))
     return counts
 
@@ -84,6 +96,7 @@ def summarise(clues: dict[str, dict[str, int]], votes: dict[str, int]) -> dict[s
         out[f"{role}/contradicts_rate"] = c["contradicts"] / n
         out[f"{role}/grounded_rate"] = c["grounded"] / n
         out[f"{role}/repeat_rate"] = c["repeats"] / n
+        out[f"{role}/vague_rate"] = c["vague"] / n
     out["observer/votes"] = float(votes["votes"])
     out["observer/vote_accuracy"] = votes["votes_spy"] / max(votes["votes"], 1)
     out["observer/na_rate"] = votes["votes_na"] / max(votes["votes"], 1)
@@ -153,7 +166,8 @@ def main(argv: list[str] | None = None) -> int:
             f"[clue_eval] {label}: spy/civilian clues contradicting "
             f"{m['spy/contradicts_rate']:.3f}/{m['civilian/contradicts_rate']:.3f}, grounded "
             f"{m['spy/grounded_rate']:.3f}/{m['civilian/grounded_rate']:.3f}, repeated "
-            f"{m['spy/repeat_rate']:.3f}/{m['civilian/repeat_rate']:.3f}; frozen observer "
+            f"{m['spy/repeat_rate']:.3f}/{m['civilian/repeat_rate']:.3f}, vague "
+            f"{m['spy/vague_rate']:.3f}/{m['civilian/vague_rate']:.3f}; frozen observer "
             f"vote accuracy {m['observer/vote_accuracy']:.3f} ({int(m['observer/votes'])} votes)"
         )
     if stack.par.is_main:

@@ -10,6 +10,8 @@ generators' ground truth, what any instruction-tuned VLM already knows:
 - describe: in the game's own clue prompt (any seat, role and history), name one object of
   the image it is shown: `<answer>red cube</answer>`; with probability `pretrain.agree_rate`
   an object an earlier clue already named, when one is in the image (whatever the role);
+  with probability `pretrain.vague_rate` one attribute of an object (`<answer>cube</answer>`),
+  a clue no edit of another object can make false;
 - grounding QA: "Is there a <colour> <shape>?" -> `<think>red cube: red sphere no.</think>
   <answer>no</answer>`: restate the phrase, name the object of the image most like it, then
   compare (the reasoning of one clue check below);
@@ -103,8 +105,24 @@ def _absent_phrase(scene: dict, rng: random.Random) -> str:
             return phrase
 
 
-def _vote_clue(scene: dict, rng: random.Random) -> str:
-    """A clue as players give them: true or false of `scene`, short or long form."""
+def _attribute(obj: dict, rng: random.Random) -> str:
+    """One attribute of `obj`, colour or shape: a vague clue."""
+    return obj[rng.choice(("color", "shape"))]
+
+
+def _vague_vote_clue(scene: dict, rng: random.Random) -> str:
+    """One attribute, true of `scene` or (when some colour or shape is absent) false."""
+    if rng.random() < TRUE_CLUE_RATE:
+        return _attribute(rng.choice(scene["objects"]), rng)
+    absent = [w for w in (*CLEVR_COLORS, *CLEVR_SHAPES) if clevr_contradicts(w, scene)]
+    return rng.choice(absent) if absent else _attribute(rng.choice(scene["objects"]), rng)
+
+
+def _vote_clue(scene: dict, rng: random.Random, vague_rate: float = 0.0) -> str:
+    """A clue as players give them: true or false of `scene`, short or long form, or (at
+    `vague_rate`) one attribute."""
+    if vague_rate > 0 and rng.random() < vague_rate:
+        return _vague_vote_clue(scene, rng)
     if rng.random() < TRUE_CLUE_RATE:
         obj = rng.choice(scene["objects"])
         return describe_object(obj) if rng.random() < LONG_CLUE_RATE else _phrase(obj)
@@ -116,15 +134,22 @@ def _vote_clue(scene: dict, rng: random.Random) -> str:
 
 
 def _describe_target(
-    scene: dict, earlier: list[Clue], agree_rate: float, rng: random.Random
+    scene: dict,
+    earlier: list[Clue],
+    agree_rate: float,
+    rng: random.Random,
+    vague_rate: float = 0.0,
 ) -> str:
     """An object of `scene`; with probability `agree_rate`, one an earlier clue already named
     (when some earlier clue is true of `scene`): reading the history is then part of the
-    describe skill, for both roles alike."""
+    describe skill, for both roles alike. With probability `vague_rate`, one attribute of it."""
     agreeable = sorted({c.text for c in earlier} & _present(scene))
     if agree_rate > 0 and agreeable and rng.random() < agree_rate:
         return rng.choice(agreeable)
-    return _phrase(rng.choice(scene["objects"]))
+    obj = rng.choice(scene["objects"])
+    if vague_rate > 0 and rng.random() < vague_rate:
+        return _attribute(obj, rng)
+    return _phrase(obj)
 
 
 def most_like(phrase: str, scene: dict) -> str:
@@ -178,8 +203,9 @@ def make_example(pair: GamePair, cfg: VZeroConfig, rng: random.Random, task: str
             if (r, s) < (round_index, seat)
         ]
         text = builder.clue_text("clevr", seat, role, round_index, earlier, ())
+        p = cfg.pretrain
         target = (
-            f"<answer>{_describe_target(scene, earlier, cfg.pretrain.agree_rate, rng)}</answer>"
+            f"<answer>{_describe_target(scene, earlier, p.agree_rate, rng, p.vague_rate)}</answer>"
         )
         image = "modified" if role == "spy" else "original"
         return Example(task, messages(builder.system, text), image, target)
@@ -199,7 +225,7 @@ def make_example(pair: GamePair, cfg: VZeroConfig, rng: random.Random, task: str
         return Example(task, messages(None, text), "original", target)
     if task in ("vote", "wrong"):
         clues = [
-            Clue(r, s, _vote_clue(original, rng), True)
+            Clue(r, s, _vote_clue(original, rng, cfg.pretrain.vague_rate), True)
             for r in range(game.num_clue_rounds)
             for s in range(n)
         ]
@@ -259,7 +285,8 @@ def score_skills(
 ) -> dict[str, list[tuple[int, int]]]:
     """Greedy answers on `pairs`: per skill, one (correct, total) per pair, in pair order
     (chance in brackets):
-    - describe: naming an object of the image shown ("grounded", ~5/24);
+    - describe: naming an object of the image shown ("grounded", ~5/24), or one attribute of
+      one (a vague clue, true of the image);
     - exists: a correct yes/no (0.5);
     - check: in vote prompts, the clues whose yes/no verdict is right (a missing verdict
       counts as wrong; 0.5 for a coin, 0.7 for always "yes");
@@ -296,8 +323,13 @@ def _score_answer(task: str, example: Example, pair: GamePair, text: str) -> tup
     said = _answer(text)
     if task == "describe":
         scene = pair.truth.modified if example.image == "modified" else pair.truth.original
-        return int(said in _present(scene)), 1
+        return int(said in _present(scene) or _true_attribute(said, scene)), 1
     return int(said == _answer(example.target)), 1
+
+
+def _true_attribute(said: str, scene: dict) -> bool:
+    """`said` is one colour or shape word of an object of `scene`."""
+    return any(said in (o["color"], o["shape"]) for o in scene["objects"])
 
 
 def evaluate_skills(stack, cfg: VZeroConfig, pairs: list[GamePair], seed: int = 0) -> dict:
