@@ -144,7 +144,7 @@ def _with(**pretrain):
     return c
 
 
-def test_vague_rate_teaches_one_attribute_clues_true_of_the_image_shown():
+def test_vague_rate_teaches_shape_clues_true_of_the_image_shown():
     vague = _with(vague_rate=1.0)
     rng = random.Random(4)
     pairs = [_pair(i) for i in range(6)]
@@ -154,13 +154,11 @@ def test_vague_rate_teaches_one_attribute_clues_true_of_the_image_shown():
         ex = make_example(pair, vague, rng, "describe")
         said = ex.target.removeprefix("<answer>").removesuffix("</answer>")
         scene = pair.truth.modified if ex.image == "modified" else pair.truth.original
-        assert len(said.split()) == 1 and any(
-            said in (o["color"], o["shape"]) for o in scene["objects"]
-        )
+        assert len(said.split()) == 1 and any(said == o["shape"] for o in scene["objects"])
         roles.add(ex.image)
         vote = make_example(pair, vague, rng, "vote")
         for _, clue, verdict in _verdicts(vote.target):
-            assert len(clue.split()) == 1
+            assert len(clue.split()) == 1 and clue in ("cube", "sphere", "cylinder")
             assert verdict == ("no" if clevr_contradicts(clue, pair.truth.original) else "yes")
     assert roles == {"original", "modified"}  # spy and civilian examples alike
     some = _with(vague_rate=0.3)

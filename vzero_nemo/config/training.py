@@ -113,10 +113,11 @@ class PretrainConfig:
     """Describe examples whose target is an object an earlier clue already named (when one is
     in the image shown): without it the describe skill ignores the clue history."""
     vague_rate: float = 0.0
-    """Clues of one attribute ("cube", "red") instead of colour and shape: describe targets
-    (an attribute of an object of the image shown, whatever the role) and vote-example clues
-    (true or false of the image) at this rate. Gives the spy a clue that an edit cannot make
-    false, the vaguer clue the paper's spies learn; 0 keeps every clue two words."""
+    """Clues of a shape alone ("cube") instead of colour and shape, in describe targets (the
+    shape of an object of the image shown, whatever the role) and vote-example clues (true or
+    false of the image), at this rate. A vague clue gives the spy a move an edit rarely makes
+    false: on the tiny data a spy's shape alone contradicts the civilians' image 15 % of the
+    time, its colour alone 34 % and both 43 %. 0 keeps every clue two words."""
     length_groups: int = 2
     """Each batch is sorted by length into this many groups, each padded to its own width
     (`make_length_grouped_micro_batches`; same loss and gradient as one width). Under

@@ -10,8 +10,8 @@ generators' ground truth, what any instruction-tuned VLM already knows:
 - describe: in the game's own clue prompt (any seat, role and history), name one object of
   the image it is shown: `<answer>red cube</answer>`; with probability `pretrain.agree_rate`
   an object an earlier clue already named, when one is in the image (whatever the role);
-  with probability `pretrain.vague_rate` one attribute of an object (`<answer>cube</answer>`),
-  a clue no edit of another object can make false;
+  with probability `pretrain.vague_rate` the shape of an object alone (`<answer>cube</answer>`),
+  a clue that an edit rarely makes false;
 - grounding QA: "Is there a <colour> <shape>?" -> `<think>red cube: red sphere no.</think>
   <answer>no</answer>`: restate the phrase, name the object of the image most like it, then
   compare (the reasoning of one clue check below);
@@ -105,22 +105,17 @@ def _absent_phrase(scene: dict, rng: random.Random) -> str:
             return phrase
 
 
-def _attribute(obj: dict, rng: random.Random) -> str:
-    """One attribute of `obj`, colour or shape: a vague clue."""
-    return obj[rng.choice(("color", "shape"))]
-
-
 def _vague_vote_clue(scene: dict, rng: random.Random) -> str:
-    """One attribute, true of `scene` or (when some colour or shape is absent) false."""
-    if rng.random() < TRUE_CLUE_RATE:
-        return _attribute(rng.choice(scene["objects"]), rng)
-    absent = [w for w in (*CLEVR_COLORS, *CLEVR_SHAPES) if clevr_contradicts(w, scene)]
-    return rng.choice(absent) if absent else _attribute(rng.choice(scene["objects"]), rng)
+    """A shape alone, true of `scene` or (when some shape is absent from it) false."""
+    absent = [w for w in CLEVR_SHAPES if clevr_contradicts(w, scene)]
+    if rng.random() < TRUE_CLUE_RATE or not absent:
+        return rng.choice(scene["objects"])["shape"]
+    return rng.choice(absent)
 
 
 def _vote_clue(scene: dict, rng: random.Random, vague_rate: float = 0.0) -> str:
     """A clue as players give them: true or false of `scene`, short or long form, or (at
-    `vague_rate`) one attribute."""
+    `vague_rate`) a shape alone."""
     if vague_rate > 0 and rng.random() < vague_rate:
         return _vague_vote_clue(scene, rng)
     if rng.random() < TRUE_CLUE_RATE:
@@ -142,13 +137,13 @@ def _describe_target(
 ) -> str:
     """An object of `scene`; with probability `agree_rate`, one an earlier clue already named
     (when some earlier clue is true of `scene`): reading the history is then part of the
-    describe skill, for both roles alike. With probability `vague_rate`, one attribute of it."""
+    describe skill, for both roles alike. With probability `vague_rate`, its shape alone."""
     agreeable = sorted({c.text for c in earlier} & _present(scene))
     if agree_rate > 0 and agreeable and rng.random() < agree_rate:
         return rng.choice(agreeable)
     obj = rng.choice(scene["objects"])
     if vague_rate > 0 and rng.random() < vague_rate:
-        return _attribute(obj, rng)
+        return obj["shape"]
     return _phrase(obj)
 
 
@@ -285,8 +280,8 @@ def score_skills(
 ) -> dict[str, list[tuple[int, int]]]:
     """Greedy answers on `pairs`: per skill, one (correct, total) per pair, in pair order
     (chance in brackets):
-    - describe: naming an object of the image shown ("grounded", ~5/24), or one attribute of
-      one (a vague clue, true of the image);
+    - describe: naming an object of the image shown ("grounded", ~5/24), or the shape of one
+      (a vague clue, true of the image);
     - exists: a correct yes/no (0.5);
     - check: in vote prompts, the clues whose yes/no verdict is right (a missing verdict
       counts as wrong; 0.5 for a coin, 0.7 for always "yes");
@@ -323,13 +318,13 @@ def _score_answer(task: str, example: Example, pair: GamePair, text: str) -> tup
     said = _answer(text)
     if task == "describe":
         scene = pair.truth.modified if example.image == "modified" else pair.truth.original
-        return int(said in _present(scene) or _true_attribute(said, scene)), 1
+        return int(said in _present(scene) or _true_shape(said, scene)), 1
     return int(said == _answer(example.target)), 1
 
 
-def _true_attribute(said: str, scene: dict) -> bool:
-    """`said` is one colour or shape word of an object of `scene`."""
-    return any(said in (o["color"], o["shape"]) for o in scene["objects"])
+def _true_shape(said: str, scene: dict) -> bool:
+    """`said` is the shape of an object of `scene` (a vague describe answer)."""
+    return any(said == o["shape"] for o in scene["objects"])
 
 
 def evaluate_skills(stack, cfg: VZeroConfig, pairs: list[GamePair], seed: int = 0) -> dict:
