@@ -17,7 +17,7 @@ Per role (spy / civilian), over every clue turn of CLEVR games (denominator `clu
 - `grounded_rate`: the clue names an object (colour + shape) of the speaker's OWN image;
 - `repeat_rate`: the clue repeats an earlier player's clue of the same game word for word;
 - `vague_rate`: the clue names a colour or a shape but not both (`pretrain.vague_rate` teaches
-  such clues; an edit of another object cannot make them false);
+  shape-only clues, which an edit rarely makes false);
 and for the frozen observer (denominator `votes`): `vote_accuracy` (votes naming the spy),
 `decision_accuracy` (per game) and `na_rate`. Counts are written next to each rate.
 """
