@@ -93,6 +93,11 @@ def test_data_parallel_size_is_derived():
         (["train.min_lr=1"], 1, "min_lr=1.0 must be in"),
         (["train.steps_per_iteration=0"], 1, "steps_per_iteration=0 must be >= 1"),
         (["model.size=72b"], 1, "needs model.hf_path"),
+        (
+            ["train.share_prompts=true", "grpo.loss_aggregation=sequence_mean"],
+            1,
+            "share_prompts=true packs several samples",
+        ),
     ],
 )
 def test_finalize_rejects_bad_values(overrides, world_size, message):

@@ -13,10 +13,14 @@ import torch
 from vzero_nemo.config import ModelConfig
 from vzero_nemo.models.chat import PromptInputs
 from vzero_nemo.models.tokenizer import load_tokenizer
-from vzero_nemo.training.batching import TrainSequence, make_micro_batches
+from vzero_nemo.training.batching import (
+    TrainSequence,
+    make_micro_batches,
+    make_shared_prompt_micro_batches,
+)
 from vzero_nemo.training.checkpoint import CheckpointMismatch, check_dcp_metadata, check_meta
 from vzero_nemo.training.metrics_log import truncate_jsonl
-from vzero_nemo.training.trainer import iteration_seed
+from vzero_nemo.training.trainer import iteration_seed, split_minibatches
 
 pytestmark = pytest.mark.unit
 
@@ -75,6 +79,45 @@ def test_micro_batches_align_labels_and_response_mask():
     assert first.old_logp[1, 2:5].tolist() == [-0.5] * 3
     # The filler row of the last micro-batch carries no loss.
     assert batches[1].loss_mask[1].sum() == 0 and batches[1].advantages.tolist() == [1.5, 0.0]
+
+
+def test_shared_prompt_rows_pack_each_prompt_once_with_segment_masks():
+    tok = load_tokenizer(ModelConfig())
+    grid = torch.tensor([1, 2, 2])
+    pad = tok.image_pad_id
+    game = PromptInputs(torch.tensor([5, pad, 6, 7]), torch.zeros(4, 8), grid)
+    other = PromptInputs(torch.tensor([5, pad, 9]), torch.ones(4, 8), grid)
+    seqs = [
+        TrainSequence(game, [8, 9], [-0.5, -0.6], advantage=1.0),
+        TrainSequence(other, [10], [-0.7], advantage=3.0),
+        TrainSequence(game, [11, 12, 13], [-0.1, -0.2, -0.3], advantage=-2.0),
+    ]
+    batches = make_shared_prompt_micro_batches(seqs, tok, ModelConfig(), micro_batch_size=4)
+    assert len(batches) == 1 and batches[0].rows == [0, 2, 1]
+    mb = batches[0]
+    # Row 0: [5, pad, 6] once, then segments [7, 8, 9] and [7, 11, 12, 13].
+    assert mb.input_ids[0].tolist() == [5, pad, 6, 7, 8, 9, 7, 11, 12, 13]
+    assert mb.labels[0, 3:].tolist() == [8, 9, tok.pad_id, 11, 12, 13, tok.pad_id]
+    assert mb.loss_mask[0].tolist() == [0, 0, 0, 1, 1, 0, 1, 1, 1, 0]
+    assert mb.old_logp[0, 6:9].tolist() == pytest.approx([-0.1, -0.2, -0.3])
+    assert mb.advantages[0].tolist() == [0, 0, 0, 1, 1, 0, -2, -2, -2, 0]
+    # Both segments continue the prompt's positions; the second does not see the first.
+    q = int(mb.position_ids[0, 0, 3])
+    assert mb.position_ids[:, 0, 3:].tolist() == [[q, q + 1, q + 2, q, q + 1, q + 2, q + 3]] * 3
+    masked = mb.attention_mask[0, 0]
+    assert not masked[7, :3].any() and masked[7, 3:6].all() and not masked[7, 6:8].any()
+    # Row 1: the other prompt, padded to the common width; each row shows its own image.
+    assert mb.input_ids[1, :4].tolist() == [5, pad, 9, 10] and mb.loss_mask[1, 4:].sum() == 0
+    assert mb.image_of_row.tolist() == [0, 1] and mb.pixel_values.shape == (8, 8)
+
+
+def test_minibatch_runs_deal_consecutive_samples_round_robin():
+    votes = [f"g{g}v{v}" for g in range(4) for v in range(4)]  # game-major, as rollouts
+    assert split_minibatches(votes, 2, 1) == [votes[0::2], votes[1::2]]
+    pairs = split_minibatches(votes, 2, 2)  # each mini-batch: 2 votes of every game
+    assert pairs[0] == ["g0v0", "g0v1", "g1v0", "g1v1", "g2v0", "g2v1", "g3v0", "g3v1"]
+    assert split_minibatches(votes, 2, 8) == [votes[:8], votes[8:]]  # whole games
+    assert [len(m) for m in split_minibatches(votes[:10], 3, 2)] == [4, 4, 2]
 
 
 def test_trainer_state_round_trip_restores_every_field():

@@ -58,6 +58,21 @@ class TrainConfig:
     mini-batches (interleaved, so each holds a share of every GRPO group), one AdamW step
     each; the clipped ratio against the rollout's log-probs bounds the later, slightly
     off-policy steps (PPO-style). The LR schedule counts optimizer steps."""
+    minibatch_run: int = 1
+    """How the active stage's samples (game-major: a game's `num_votes` observer samples are
+    consecutive) are dealt to the `steps_per_iteration` mini-batches: in runs of this many
+    consecutive samples, round-robin. 1: `samples[i::k]`, each mini-batch a share of every
+    game; r > 1 keeps r samples of a game together, which `share_prompts` computes as one
+    prompt (2 on the tiny recipe: each step then holds 8 games x 2 votes instead of
+    16 x 1). Whole games per mini-batch (r = num_votes) left one of two tiny seeds without
+    any gain: each AdamW step then follows the noisy gradient of two images."""
+    share_prompts: bool = False
+    """Training micro-batches compute a prompt shared by several samples (the observer's
+    `num_votes` votes of a game) once: one packed row per prompt, each response attending
+    to it and to itself (`make_shared_prompt_micro_batches`; the log-probs and gradient of
+    the padded layout). Needs an attention that applies arbitrary masks (the local layer
+    spec with SDPA; not transformer-engine's causal-only fused attention) and
+    `grpo.loss_aggregation=global_token`."""
     seed: int = 1234
     """Seed of everything: model init, spy seats, sampling, data order."""
     max_consecutive_nonfinite: int = 3
@@ -81,7 +96,7 @@ class TrainConfig:
             0 <= self.warmup_fraction < 1,
             f"train.warmup_fraction={self.warmup_fraction} must be in [0, 1)",
         )
-        for name in ("micro_batch_size", "steps_per_iteration"):
+        for name in ("micro_batch_size", "steps_per_iteration", "minibatch_run"):
             value = getattr(self, name)
             require(value >= 1, f"train.{name}={value} must be >= 1")
         require(self.grad_clip > 0, f"train.grad_clip={self.grad_clip} must be > 0")

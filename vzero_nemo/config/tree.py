@@ -85,6 +85,12 @@ def finalize(cfg: VZeroConfig, world_size: int = 1) -> None:
         f"data.games_per_iteration={games} is not divisible by the data-parallel size {dp}; "
         f"use a multiple of {dp}",
     )
+    require(
+        not cfg.train.share_prompts or cfg.grpo.loss_aggregation == "global_token",
+        "train.share_prompts=true packs several samples into one row, which "
+        f"grpo.loss_aggregation={cfg.grpo.loss_aggregation!r} cannot tell apart; use "
+        "grpo.loss_aggregation=global_token or train.share_prompts=false",
+    )
     if cfg.data.seed is None:
         cfg.data.seed = cfg.train.seed
     if cfg.checkpoint.dir is None:

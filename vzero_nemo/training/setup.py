@@ -74,6 +74,12 @@ def build_stack(
     # one (model.init_checkpoint) is given; a resumed run overwrites the policy later.
     from_hf = cfg.model.init_checkpoint is None and cfg.model.hf_path is not None
     policy = build_chunks(cfg, tokenizer, initialize=not from_hf)
+    if cfg.train.share_prompts and not policy[0].config.attention_mask_is_applied:
+        raise ValueError(
+            "train.share_prompts=true needs an attention that applies its mask, but this "
+            "layer spec's fused attention (transformer-engine) is causal-only; set "
+            "train.share_prompts=false"
+        )
     reference = build_chunks(cfg, tokenizer, initialize=not from_hf) if with_reference else None
     if cfg.model.init_checkpoint is not None:
         with engine.compat_scope():

@@ -47,7 +47,12 @@ from vzero_nemo.parallel.groups import ParallelState, all_reduce_max, all_reduce
 from vzero_nemo.profiling import Timers, format_profile, trace
 from vzero_nemo.training import checkpoint as ckpt
 from vzero_nemo.training import engine
-from vzero_nemo.training.batching import MicroBatch, TrainSequence, make_micro_batches
+from vzero_nemo.training.batching import (
+    MicroBatch,
+    TrainSequence,
+    make_micro_batches,
+    make_shared_prompt_micro_batches,
+)
 from vzero_nemo.training.data_source import GameSource
 from vzero_nemo.training.metrics_log import MetricsLogger
 from vzero_nemo.training.rollout import Rollout, play_games
@@ -199,7 +204,17 @@ def assign_advantages(tr: Trainer, rollout: Rollout, stage: str) -> list[TrainSe
 
 
 def _micro_batches(tr: Trainer, sequences: list[TrainSequence]) -> list[MicroBatch]:
-    return make_micro_batches(sequences, tr.tokenizer, tr.cfg.model, tr.cfg.train.micro_batch_size)
+    make = make_shared_prompt_micro_batches if tr.cfg.train.share_prompts else make_micro_batches
+    return make(sequences, tr.tokenizer, tr.cfg.model, tr.cfg.train.micro_batch_size)
+
+
+def split_minibatches(
+    sequences: list[TrainSequence], k: int, run: int
+) -> list[list[TrainSequence]]:
+    """`k` mini-batches of `sequences`: runs of `run` consecutive sequences dealt round-robin
+    (`train.minibatch_run`; run 1 is `sequences[i::k]`)."""
+    runs = [sequences[start : start + run] for start in range(0, len(sequences), run)]
+    return [[s for r in runs[i::k] for s in r] for i in range(k)]
 
 
 def score_reference(tr: Trainer, sequences: list[TrainSequence]) -> None:
@@ -241,7 +256,7 @@ class reference_on_device:
 
 def train_step(tr: Trainer, sequences: list[TrainSequence]) -> dict[str, float]:
     """Forward/backward of the active stage's sequences and `train.steps_per_iteration`
-    optimizer steps, one per interleaved mini-batch (`sequences[i::k]`).
+    optimizer steps, one per mini-batch (`split_minibatches`, `train.minibatch_run`).
 
     A non-finite loss or gradient skips that step (counted); `train.max_consecutive_nonfinite`
     skipped steps in a row abort the run. Metrics are token-weighted over all mini-batches;
@@ -253,8 +268,8 @@ def train_step(tr: Trainer, sequences: list[TrainSequence]) -> dict[str, float]:
     k = int(-all_reduce_max(-float(k)))
     raw: list[dict[str, torch.Tensor]] = []
     norms: list[float] = []
-    for i in range(k):
-        step_raw, grad_norm = _minibatch_step(tr, sequences[i::k])
+    for minibatch in split_minibatches(sequences, k, tr.cfg.train.minibatch_run):
+        step_raw, grad_norm = _minibatch_step(tr, minibatch)
         raw += step_raw
         if grad_norm is not None:
             norms.append(grad_norm)
