@@ -55,7 +55,7 @@ class TrainConfig:
     """Sequences per forward/backward micro-batch on one DP rank."""
     steps_per_iteration: int = 1
     """Optimizer steps per iteration: the active stage's samples are split into this many
-    mini-batches (interleaved, so each holds a share of every GRPO group), one AdamW step
+    mini-batches (dealt as `minibatch_run` says: each holds a share of every game), one AdamW step
     each; the clipped ratio against the rollout's log-probs bounds the later, slightly
     off-policy steps (PPO-style). The LR schedule counts optimizer steps."""
     minibatch_run: int = 1
