@@ -87,6 +87,18 @@ class KVCache:
             for row, u in enumerate(plan.unique_of_row_B.tolist()):
                 rank_B[row], seen[u] = seen[u], seen[u] + 1
             self.slot_B = (plan.unique_of_row_B * self.rows_per_prompt + rank_B).to(device)
+            self._update_grouped()
+            # Prompts shorter than the widest: their padding columns are masked per prompt.
+            self.prompts_padded = bool((plan.lengths_U < width).any())
+
+    def _update_grouped(self) -> None:
+        """Whether the rows of each prompt are consecutive and every prompt has the same
+        number of rows (the observer's votes before any finishes): then the [U, M] grid of
+        `_decode_shared` is the batch itself, a view without scatter or gather."""
+        grid = self.plan.num_unique * self.rows_per_prompt
+        self.grouped = self.batch_size == grid and bool(
+            torch.equal(self.slot_B.cpu(), torch.arange(grid))
+        )
 
     @property
     def num_prompt_tokens(self) -> int:
@@ -120,6 +132,7 @@ class KVCache:
         if self.share_prompts:
             self.unique_of_row_B = self.unique_of_row_B[rows_R]
             self.slot_B = self.slot_B[rows_R]
+            self._update_grouped()
         for layer, (keys, values) in self.layers.items():
             self.layers[layer] = (keys[rows_R], values[rows_R])
 
@@ -187,7 +200,11 @@ class CachedCoreAttention(torch.nn.Module):
 
     def _decode_shared(self, q_BHD, k_BGD, v_BGD, keys, values) -> torch.Tensor:
         """One new token per row over the shared prompt keys + the row's own generated keys:
-        softmax over [prompt | generated] scores, each prompt's keys read once for its rows."""
+        softmax over [prompt | generated] scores, each prompt's keys read once for its rows.
+
+        The rows of prompt u are laid side by side as [U, G, M * R, D] (M = most rows of one
+        prompt, R = query heads per KV group): a view of the batch when `cache.grouped`, else a
+        zero-padded scatter of the rows into their slots."""
         cache = self.cache
         batch, heads, dim = q_BHD.shape
         groups = k_BGD.shape[1]
@@ -197,28 +214,39 @@ class CachedCoreAttention(torch.nn.Module):
         values[:, :, t] = v_BGD
         k_UGWD, v_UGWD = cache.prompt_layers[self.layer]
         num_unique, slots = k_UGWD.shape[0], cache.rows_per_prompt
-        q_BGRD = q_BHD.view(batch, groups, reps, dim) * self.softmax_scale
-        # Queries of the rows of prompt u side by side: [U, G, M * R, D].
-        q_pad = q_BGRD.new_zeros(num_unique * slots, groups, reps, dim)
-        q_pad[cache.slot_B] = q_BGRD
-        q_UGXD = q_pad.view(num_unique, slots, groups, reps, dim).transpose(1, 2)
-        q_UGXD = q_UGXD.reshape(num_unique, groups, slots * reps, dim)
         width = k_UGWD.shape[2]
-        s_prompt = torch.matmul(q_UGXD, k_UGWD.transpose(-1, -2))
-        s_prompt = s_prompt.view(num_unique, groups, slots, reps, width).transpose(1, 2)
-        s_BGRW = s_prompt.reshape(num_unique * slots, groups, reps, width)[cache.slot_B]
-        valid_BW = cache.prompt_mask_UW[cache.unique_of_row_B]
-        s_BGRW = s_BGRW.masked_fill(~valid_BW[:, None, None, :], -torch.inf)
+        q_BGRD = q_BHD.view(batch, groups, reps, dim) * self.softmax_scale
+        grid = (num_unique, slots, groups, reps)
+        if cache.grouped:
+            q_grid = q_BGRD.view(*grid, dim)
+        else:
+            q_grid = q_BGRD.new_zeros(num_unique * slots, groups, reps, dim)
+            q_grid[cache.slot_B] = q_BGRD
+            q_grid = q_grid.view(*grid, dim)
+        q_UGXD = q_grid.transpose(1, 2).reshape(num_unique, groups, slots * reps, dim)
+        s_UGXW = torch.matmul(q_UGXD, k_UGWD.transpose(-1, -2))
+        if cache.prompts_padded:
+            s_UGXW.masked_fill_(~cache.prompt_mask_UW[:, None, None, :], -torch.inf)
+        s_BGRW = s_UGXW.view(num_unique, groups, slots, reps, width).transpose(1, 2)
+        s_BGRW = s_BGRW.reshape(num_unique * slots, groups, reps, width)
+        if not cache.grouped:
+            s_BGRW = s_BGRW[cache.slot_B]
         s_BGRT = torch.matmul(q_BGRD, keys[:, :, : t + 1].transpose(-1, -2))
         p_BGRX = torch.softmax(torch.cat([s_BGRW, s_BGRT], dim=-1), dim=-1)
         out_BGRD = torch.matmul(p_BGRX[..., width:], values[:, :, : t + 1])
-        p_pad = p_BGRX.new_zeros(num_unique * slots, groups, reps, width)
-        p_pad[cache.slot_B] = p_BGRX[..., :width]
-        p_UGXW = p_pad.view(num_unique, slots, groups, reps, width).transpose(1, 2)
-        o_UGXD = torch.matmul(p_UGXW.reshape(num_unique, groups, slots * reps, width), v_UGWD)
-        o_prompt = o_UGXD.view(num_unique, groups, slots, reps, dim).transpose(1, 2)
-        out_BGRD = out_BGRD + o_prompt.reshape(num_unique * slots, groups, reps, dim)[cache.slot_B]
-        return out_BGRD.reshape(1, batch, heads * dim)
+        if cache.grouped:
+            p_grid = p_BGRX[..., :width].reshape(*grid, width)
+        else:
+            p_grid = p_BGRX.new_zeros(num_unique * slots, groups, reps, width)
+            p_grid[cache.slot_B] = p_BGRX[..., :width]
+            p_grid = p_grid.view(*grid, width)
+        p_UGXW = p_grid.transpose(1, 2).reshape(num_unique, groups, slots * reps, width)
+        o_UGXD = torch.matmul(p_UGXW, v_UGWD)
+        o_BGRD = o_UGXD.view(num_unique, groups, slots, reps, dim).transpose(1, 2)
+        o_BGRD = o_BGRD.reshape(num_unique * slots, groups, reps, dim)
+        if not cache.grouped:
+            o_BGRD = o_BGRD[cache.slot_B]
+        return (out_BGRD + o_BGRD).reshape(1, batch, heads * dim)
 
     def _block(self, query, key, value, keys, values) -> torch.Tensor:
         """n new tokens per row [n, B, heads, d]: each attends to its row's cache and to the

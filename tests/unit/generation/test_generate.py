@@ -207,11 +207,19 @@ def test_prefill_computes_repeated_prompts_and_the_common_prefix_once(policy, pr
     assert len({tuple(sampled.token_ids[r]) for r in (0, 2, 4)}) > 1  # repeats sample apart
 
 
-def test_rows_sharing_a_prompt_decode_over_one_copy_of_its_keys(policy, prompts):
-    """Four rows per prompt (the cache keeps each prompt once): greedy tokens equal each
-    prompt generated alone, and the log-probs equal the training forward's."""
+@pytest.mark.parametrize("layout", ["grouped", "interleaved", "uneven"])
+def test_rows_sharing_a_prompt_decode_over_one_copy_of_its_keys(policy, prompts, layout):
+    """Several rows per prompt (the cache keeps each prompt once): greedy tokens equal each
+    prompt generated alone, and the log-probs equal the training forward's. The rows of a
+    prompt consecutive and as many per prompt (the votes of a game: the cache's view
+    layout), interleaved, or 3 and 5 rows of two prompts (the scattered layout)."""
     model, tokenizer, model_cfg = policy
-    rows = [p for p in prompts[:2] for _ in range(4)]
+    a, b = prompts[:2]
+    rows = {
+        "grouped": [a] * 4 + [b] * 4,
+        "interleaved": [a, b] * 4,
+        "uneven": [a, b, a, b, b, a, b, b],
+    }[layout]
     params = SamplingParams(temperature=0, max_new_tokens=6, stop_token_ids=(7,))
     out = _gen(policy, rows, params)
     for row, prompt in enumerate(rows):
