@@ -22,13 +22,6 @@ work on padding or repeats. Only the attention scatters the packed queries/keys/
 a right-aligned padded work layout and runs causal SDPA there; batch row i's cache columns
 [0, len_i) then hold its prompt, whatever the batch's padding side.
 
-Last layer of the prefill: only each prompt's last token needs an output (its next-token
-logits); every other token needs only its keys and values, which come from the layer's
-INPUT. So the last decoder layer of the last pipeline stage computes its attention output
-and its MLP for the U last tokens only (`LastTokensMLP`, `CachedCoreAttention._prefill`);
-the other tokens' outputs of that layer are zeros that nothing reads. About a fifth of the
-prefill's arithmetic in a 4-layer model, 1/L of the MLP and attention in an L-layer one.
-
 Decode: step t writes column S + t of every row; a key mask excludes columns
 [len_i, S) (padding, kept at zero so no NaN can enter the softmax). A block of n given tokens
 per row (scoring responses, `vzero_nemo.generation.score`) is one forward writing columns
@@ -80,16 +73,11 @@ class KVCache:
         )
         self.layers: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
         self.share_prompts = share_prompts
-        self.last_layer: int | None = None
-        """Local index of the layer whose prefill outputs only the last tokens (set by
-        `attach_kv_cache` on the last pipeline stage; None: every token)."""
-        self.last_index_U = plan.last_index_U.to(device)
         self.prompt_layers: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
-        self.prompt_mask_UW = (
-            torch.arange(width, device=device) < plan.lengths_U.to(device)[:, None]
-        )
-        """Columns [0, len_u) of each distinct prompt's work row."""
         if share_prompts:
+            self.prompt_mask_UW = (
+                torch.arange(width, device=device) < plan.lengths_U.to(device)[:, None]
+            )
             # Row b's slot in a [U, M] grid of the rows of each distinct prompt (M = most rows
             # of one prompt), so the rows of a prompt attend to its keys in one matmul.
             counts = torch.bincount(plan.unique_of_row_B, minlength=plan.num_unique)
@@ -297,13 +285,6 @@ class CachedCoreAttention(torch.nn.Module):
         if prefix > 0:  # the prefix (work row U) is part of every distinct prompt
             k_work[:num_unique, :, :prefix] = k_work[num_unique, :, :prefix]
             v_work[:num_unique, :, :prefix] = v_work[num_unique, :, :prefix]
-        if cache.share_prompts:  # the distinct prompts' own rows of the work layout
-            cache.prompt_layers[self.layer] = (k_work[:num_unique], v_work[:num_unique])
-        else:
-            keys[:, :, :width] = k_work[cache.unique_of_row_B]
-            values[:, :, :width] = v_work[cache.unique_of_row_B]
-        if self.layer == cache.last_layer:
-            return self._prefill_last_tokens(q_NHD, k_work[:num_unique], v_work[:num_unique])
         q_work = q_NHD.new_zeros(plan.num_work_rows, heads, width, dim)
         q_work[rows_N, :, columns_N] = q_NHD
         # Every prompt is a prefix of its work row: causality alone keeps it off the padding.
@@ -315,45 +296,12 @@ class CachedCoreAttention(torch.nn.Module):
             scale=self.softmax_scale,
             enable_gqa=groups != heads,
         )
+        if cache.share_prompts:  # the distinct prompts' own rows of the work layout
+            cache.prompt_layers[self.layer] = (k_work[:num_unique], v_work[:num_unique])
+        else:
+            keys[:, :, :width] = k_work[cache.unique_of_row_B]
+            values[:, :, :width] = v_work[cache.unique_of_row_B]
         return out_work[rows_N, :, columns_N].reshape(num_tokens, 1, heads * dim)
-
-    def _prefill_last_tokens(self, q_NHD, k_UGWD, v_UGWD) -> torch.Tensor:
-        """The last layer's prefill: attention for each distinct prompt's last token only
-        (it sees its whole prompt, work row u's columns [0, len_u)); zeros for the rest."""
-        cache = self.cache
-        num_tokens, heads, dim = q_NHD.shape
-        q_UH1D = q_NHD[cache.last_index_U][:, :, None]
-        out_UH1D = F.scaled_dot_product_attention(
-            q_UH1D,
-            k_UGWD,
-            v_UGWD,
-            attn_mask=cache.prompt_mask_UW[:, None, None, :],
-            scale=self.softmax_scale,
-            enable_gqa=k_UGWD.shape[1] != heads,
-        )
-        out_N1X = q_NHD.new_zeros(num_tokens, 1, heads * dim)
-        out_N1X[cache.last_index_U, 0] = out_UH1D.reshape(-1, heads * dim)
-        return out_N1X
-
-
-class LastTokensMLP(torch.nn.Module):
-    """Stands in for the last layer's MLP during a prefill: the MLP of each prompt's last
-    token only (rows `cache.last_index_U` of [N, 1, H]), zeros elsewhere; the MLP itself
-    otherwise (decode steps)."""
-
-    def __init__(self, mlp: torch.nn.Module, cache: KVCache) -> None:
-        super().__init__()
-        self.mlp = mlp
-        self.cache = cache
-
-    def forward(self, hidden_N1H: torch.Tensor, **kwargs):
-        if not self.cache.in_prefill:
-            return self.mlp(hidden_N1H, **kwargs)
-        last_U = self.cache.last_index_U
-        out_U1H, bias = self.mlp(hidden_N1H[last_U], **kwargs)
-        out_N1H = out_U1H.new_zeros(hidden_N1H.shape[0], *out_U1H.shape[1:])
-        out_N1H[last_U] = out_U1H
-        return out_N1H, bias
 
 
 def _softmax_scale(config) -> float:
@@ -386,21 +334,12 @@ def attach_kv_cache(language_model: MegatronModule, cache: KVCache) -> Iterator[
     _check_supported(language_model.config)
     scale = _softmax_scale(language_model.config)
     swapped = []
-    layers = language_model.decoder.layers
-    for index, layer in enumerate(layers):
+    for index, layer in enumerate(language_model.decoder.layers):
         attention = layer.self_attention
-        swapped.append((attention, "core_attention", attention.core_attention))
+        swapped.append((attention, attention.core_attention))
         attention.core_attention = CachedCoreAttention(cache, index, scale)
-    # The model's last layer (the last pipeline stage's): its prefill outputs feed only the
-    # last tokens' logits.
-    if language_model.post_process and len(layers) > 0:
-        last = layers[-1]
-        cache.last_layer = len(layers) - 1
-        swapped.append((last, "mlp", last.mlp))
-        last.mlp = LastTokensMLP(last.mlp, cache)
     try:
         yield
     finally:
-        cache.last_layer = None
-        for module, name, original in swapped:
-            setattr(module, name, original)
+        for attention, original in swapped:
+            attention.core_attention = original
