@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -69,16 +70,22 @@ def comparable(records: list[dict]) -> list[dict]:
 
 def kill_after_first_checkpoint_and_resume(cmd: list[str], run_dir: Path, threads: int = 1) -> int:
     """Start `cmd`, SIGKILL it once its first checkpoint exists, then rerun the same command
-    to completion (it resumes). Returns the iteration the killed run had saved."""
-    proc = subprocess.Popen(cmd, cwd=ROOT, env=env(threads))
+    to completion (it resumes). Returns the iteration the killed run had saved.
+
+    The run gets a process group of its own and the whole group is killed, as a scheduler
+    kills a job step: the run's helper processes (spawned workers) go with it instead of
+    outliving the test."""
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=env(threads), start_new_session=True)
     try:
         deadline = time.monotonic() + 600
         while not (run_dir / "run_state.json").exists():
             assert proc.poll() is None, "the run ended before its first checkpoint"
             assert time.monotonic() < deadline, "no checkpoint within 600 s"
             time.sleep(0.2)
-        proc.send_signal(signal.SIGKILL)
     finally:
+        # Also when an assertion above failed: the run and its helpers end with the test.
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
         proc.wait(timeout=60)
     first = json.loads((run_dir / "run_state.json").read_text())["iteration"]
     subprocess.run(cmd, check=True, cwd=ROOT, env=env(threads), timeout=900)
