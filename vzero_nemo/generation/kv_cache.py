@@ -203,8 +203,7 @@ class CachedCoreAttention(torch.nn.Module):
         softmax over [prompt | generated] scores, each prompt's keys read once for its rows.
 
         The rows of prompt u are laid side by side as [U, G, M * R, D] (M = most rows of one
-        prompt, R = query heads per KV group): a view of the batch when `cache.grouped`, else a
-        zero-padded scatter of the rows into their slots."""
+        prompt, R = query heads per KV group; see `_to_grid`)."""
         cache = self.cache
         batch, heads, dim = q_BHD.shape
         groups = k_BGD.shape[1]
@@ -216,37 +215,36 @@ class CachedCoreAttention(torch.nn.Module):
         num_unique, slots = k_UGWD.shape[0], cache.rows_per_prompt
         width = k_UGWD.shape[2]
         q_BGRD = q_BHD.view(batch, groups, reps, dim) * self.softmax_scale
-        grid = (num_unique, slots, groups, reps)
-        if cache.grouped:
-            q_grid = q_BGRD.view(*grid, dim)
-        else:
-            q_grid = q_BGRD.new_zeros(num_unique * slots, groups, reps, dim)
-            q_grid[cache.slot_B] = q_BGRD
-            q_grid = q_grid.view(*grid, dim)
-        q_UGXD = q_grid.transpose(1, 2).reshape(num_unique, groups, slots * reps, dim)
+        q_UGXD = self._to_grid(q_BGRD).transpose(1, 2).reshape(num_unique, groups, -1, dim)
         s_UGXW = torch.matmul(q_UGXD, k_UGWD.transpose(-1, -2))
         if cache.prompts_padded:
             s_UGXW.masked_fill_(~cache.prompt_mask_UW[:, None, None, :], -torch.inf)
-        s_BGRW = s_UGXW.view(num_unique, groups, slots, reps, width).transpose(1, 2)
-        s_BGRW = s_BGRW.reshape(num_unique * slots, groups, reps, width)
-        if not cache.grouped:
-            s_BGRW = s_BGRW[cache.slot_B]
+        s_BGRW = self._from_grid(
+            s_UGXW.view(num_unique, groups, slots, reps, width).transpose(1, 2)
+        )
         s_BGRT = torch.matmul(q_BGRD, keys[:, :, : t + 1].transpose(-1, -2))
         p_BGRX = torch.softmax(torch.cat([s_BGRW, s_BGRT], dim=-1), dim=-1)
         out_BGRD = torch.matmul(p_BGRX[..., width:], values[:, :, : t + 1])
-        if cache.grouped:
-            p_grid = p_BGRX[..., :width].reshape(*grid, width)
-        else:
-            p_grid = p_BGRX.new_zeros(num_unique * slots, groups, reps, width)
-            p_grid[cache.slot_B] = p_BGRX[..., :width]
-            p_grid = p_grid.view(*grid, width)
-        p_UGXW = p_grid.transpose(1, 2).reshape(num_unique, groups, slots * reps, width)
-        o_UGXD = torch.matmul(p_UGXW, v_UGWD)
-        o_BGRD = o_UGXD.view(num_unique, groups, slots, reps, dim).transpose(1, 2)
-        o_BGRD = o_BGRD.reshape(num_unique * slots, groups, reps, dim)
-        if not cache.grouped:
-            o_BGRD = o_BGRD[cache.slot_B]
+        p_UGXW = self._to_grid(p_BGRX[..., :width]).transpose(1, 2)
+        o_UGXD = torch.matmul(p_UGXW.reshape(num_unique, groups, -1, width), v_UGWD)
+        o_BGRD = self._from_grid(o_UGXD.view(num_unique, groups, slots, reps, dim).transpose(1, 2))
         return (out_BGRD + o_BGRD).reshape(1, batch, heads * dim)
+
+    def _to_grid(self, x_BGRY: torch.Tensor) -> torch.Tensor:
+        """Rows [B, G, R, Y] -> the [U, M, G, R, Y] grid of the rows of each prompt: a view of
+        the batch when `cache.grouped`, else a zero-padded scatter into the rows' slots."""
+        cache = self.cache
+        grid = (cache.plan.num_unique, cache.rows_per_prompt, *x_BGRY.shape[1:])
+        if cache.grouped:
+            return x_BGRY.reshape(grid)
+        padded = x_BGRY.new_zeros(grid[0] * grid[1], *grid[2:])
+        padded[cache.slot_B] = x_BGRY
+        return padded.view(grid)
+
+    def _from_grid(self, x_UMGRY: torch.Tensor) -> torch.Tensor:
+        """The [U, M, G, R, Y] grid -> rows [B, G, R, Y] (inverse of `_to_grid`)."""
+        rows = x_UMGRY.reshape(-1, *x_UMGRY.shape[2:])
+        return rows if self.cache.grouped else rows[self.cache.slot_B]
 
     def _block(self, query, key, value, keys, values) -> torch.Tensor:
         """n new tokens per row [n, B, heads, d]: each attends to its row's cache and to the
