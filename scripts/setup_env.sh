@@ -5,6 +5,9 @@
 #
 # Megatron-Bridge is installed --no-deps (see requirements/bridge.txt); the project itself is
 # installed editable. A stamp file holding the hash of the requirement files makes reruns free.
+# The packages are installed by uv (pinned in requirements/installer.txt, itself installed with
+# the venv's pip): the same pinned versions as pip resolves, in about 20 s instead of about
+# 2 minutes from a fresh clone (docs/results/speed/README.md, "Environment setup").
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 VENV="${VZERO_VENV:-$ROOT/.venv}"
@@ -31,22 +34,26 @@ PY="$(find_python)"
 echo "[setup] creating/updating $VENV with $PY" >&2
 [[ -x "$VENV/bin/python" ]] || "$PY" -m venv "$VENV"
 PIP=("$VENV/bin/python" -m pip --disable-pip-version-check)
+# --compile-bytecode: as pip does, so that imports read .pyc even where PYTHONDONTWRITEBYTECODE
+# is set (the stack imports in ~11 s with .pyc files and ~23 s without).
+UV=("$VENV/bin/uv" pip install --compile-bytecode --python "$VENV/bin/python")
 # The machine-wide pip constraint caps torch for Python 3.11 wheels on disk; our pins are exact.
 export PIP_CONSTRAINT=""
-# pip's own output (index notices, build warnings) goes to a log; a failure prints its tail.
+# The installers' own output (index notices, build warnings) goes to a log; a failure prints
+# its tail.
 LOG="$VENV/setup.log"
 : > "$LOG"
-pip_install() {
-  if ! "${PIP[@]}" install --progress-bar off "$@" >>"$LOG" 2>&1; then
-    echo "[setup] pip install $* failed; last lines of $LOG:" >&2
+install() {
+  if ! "$@" >>"$LOG" 2>&1; then
+    echo "[setup] $* failed; last lines of $LOG:" >&2
     tail -n 30 "$LOG" >&2
     exit 1
   fi
 }
-pip_install --upgrade "pip>=24" wheel
-echo "[setup] installing requirements/cpu.txt (a few minutes the first time; log: $LOG)" >&2
-pip_install -r "$ROOT/requirements/cpu.txt"
-pip_install --no-deps -r "$ROOT/requirements/bridge.txt"
-pip_install --no-deps --no-build-isolation -e "$ROOT"
+install "${PIP[@]}" install --progress-bar off -r "$ROOT/requirements/installer.txt"
+echo "[setup] installing requirements/cpu.txt (log: $LOG)" >&2
+install "${UV[@]}" -r "$ROOT/requirements/cpu.txt"
+install "${UV[@]}" --no-deps -r "$ROOT/requirements/bridge.txt"
+install "${UV[@]}" --no-deps --no-build-isolation -e "$ROOT"
 echo "$STAMP_HASH" > "$STAMP"
 echo "[setup] venv ready: $VENV" >&2
