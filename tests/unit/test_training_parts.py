@@ -18,7 +18,13 @@ from vzero_nemo.training.batching import (
     make_micro_batches,
     make_shared_prompt_micro_batches,
 )
-from vzero_nemo.training.checkpoint import CheckpointMismatch, check_dcp_metadata, check_meta
+from vzero_nemo.training.checkpoint import (
+    CheckpointMismatch,
+    check_dcp_metadata,
+    check_meta,
+    one_intraop_thread,
+    save_checkpoint,
+)
 from vzero_nemo.training.metrics_log import truncate_jsonl
 from vzero_nemo.training.trainer import iteration_seed, split_minibatches
 
@@ -41,6 +47,29 @@ def test_checkpoint_from_another_recipe_is_refused(tmp_path):
         tmp_path, dict(meta, tensor_model_parallel_size=2), ("tensor_model_parallel_size",)
     )
     assert resharded == ["tensor_model_parallel_size"]
+
+
+def test_checkpoint_io_runs_with_one_intraop_thread_and_restores_the_count(tmp_path, monkeypatch):
+    # gloo worker threads first used with several OpenMP threads start a team of their own
+    # that slows every later op; dist-checkpointing must run with one (checkpoint.py).
+    from megatron.core import dist_checkpointing
+
+    seen = []
+    monkeypatch.setattr(
+        dist_checkpointing, "save", lambda sd, path: seen.append(torch.get_num_threads())
+    )
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        save_checkpoint(tmp_path, 3, {}, {"iteration": 3}, {"recipe": "t"}, keep_last=2)
+        assert seen == [1]
+        assert torch.get_num_threads() == 2
+        with pytest.raises(RuntimeError), one_intraop_thread():
+            raise RuntimeError("a failed save")
+        assert torch.get_num_threads() == 2
+        assert (tmp_path / "latest").read_text().strip() == "iter_0000003"
+    finally:
+        torch.set_num_threads(before)
 
 
 def test_truncate_jsonl_keeps_checkpointed_iterations(tmp_path):

@@ -18,11 +18,13 @@ restricted unpickler that admits nothing but DCP's metadata classes and builtins
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import os
 import pickle
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -52,6 +54,28 @@ def latest_checkpoint(ckpt_dir: str | Path) -> Path | None:
             "directory was modified by hand"
         )
     return path
+
+
+@contextlib.contextmanager
+def one_intraop_thread() -> Iterator[None]:
+    """Run dist-checkpointing with one intra-op (OpenMP) thread, restoring the count after.
+
+    A save or load plans over a gloo process group, whose long-lived worker threads copy the
+    pickled plans. A copy larger than ATen's grain size run in such a thread with N intra-op
+    threads makes that thread start its own OpenMP team, which lives as long as the process.
+    libgomp then manages more threads than there are CPUs and shortens every team's
+    spin-wait to ~100 spins, so each later parallel op sleeps and wakes through futexes: on
+    2 cores every self-play iteration after the first save took ~1.5x longer (2.0 -> 3.1 s,
+    the same CPU seconds). A thread takes its OpenMP size from torch's setting when it first
+    runs an op, so the gloo threads first used here get one thread and never start a team.
+    Saving is I/O and pickling; one thread costs it nothing measurable.
+    """
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
 
 
 def _barrier() -> None:
@@ -90,7 +114,8 @@ def save_checkpoint(
             shutil.rmtree(tmp)  # left by a save that was killed
         (tmp / "dist").mkdir(parents=True)
     _barrier()
-    dist_checkpointing.save(sharded_state_dict, str(tmp / "dist"))
+    with one_intraop_thread():
+        dist_checkpointing.save(sharded_state_dict, str(tmp / "dist"))
     _barrier()
     if _is_rank0():
         _atomic_write_text(tmp / "trainer_state.json", json.dumps(trainer_state, indent=1))
@@ -161,7 +186,8 @@ def load_checkpoint(path: Path, sharded_state_dict: dict[str, Any]) -> dict[str,
     from megatron.core import dist_checkpointing
 
     check_dcp_metadata(path / "dist")
-    return dist_checkpointing.load(sharded_state_dict, str(path / "dist"))
+    with one_intraop_thread():
+        return dist_checkpointing.load(sharded_state_dict, str(path / "dist"))
 
 
 def read_trainer_state(path: Path) -> dict[str, Any]:
@@ -180,7 +206,8 @@ def save_weights(directory: str | Path, chunks: list[Any]) -> None:
             shutil.rmtree(tmp)
         tmp.mkdir(parents=True)
     _barrier()
-    dist_checkpointing.save(_weights_sd(chunks), str(tmp))
+    with one_intraop_thread():
+        dist_checkpointing.save(_weights_sd(chunks), str(tmp))
     _barrier()
     if _is_rank0():
         if directory.exists():
@@ -200,7 +227,8 @@ def load_weights(directory: str | Path, chunks: list[Any]) -> None:
             "`python -m vzero_nemo.training.pretrain` or point it at a weights checkpoint"
         )
     check_dcp_metadata(directory)
-    loaded = dist_checkpointing.load(_weights_sd(chunks), str(directory))
+    with one_intraop_thread():
+        loaded = dist_checkpointing.load(_weights_sd(chunks), str(directory))
     load_model_state(chunks, loaded)
 
 
