@@ -187,3 +187,20 @@ def test_clue_eval_counts_a_clue_of_one_attribute_as_vague():
     assert _vague("cube") and _vague("red") and _vague("a red one.")
     assert not _vague("red cube") and not _vague("large red rubber cube")
     assert not _vague("something") and not _vague("")
+
+
+def test_spy_knows_edit_puts_the_edited_objects_in_spy_describe_prompts_only(cfg):
+    from vzero_nemo.game.prompts import edited_parts
+
+    cfg.game.spy_knows_edit = True
+    rng = random.Random(4)
+    pair = _pair(2)
+    roles = set()
+    for _ in range(40):
+        ex = make_example(pair, cfg, rng, "describe")
+        text = ex.messages[-1]["content"][1]["text"]
+        spy = ex.image == "modified"
+        roles.add(spy)
+        assert (f"{edited_parts(pair.truth)}." in text) == spy
+        assert ("dited" in text) == spy
+    assert roles == {True, False}

@@ -28,6 +28,11 @@ class GameConfig:
     """Observer vote samples per game in `observer` mode (the GRPO group size)."""
     spy_image: Literal["modified", "blank"] = "modified"
     """What the spy sees: the edited image (default) or a blank image."""
+    spy_knows_edit: bool = False
+    """Tell the spy, in its clue prompts, which parts of its image were edited ("Edited:
+    blue sphere, red cube."). Not the paper's game (its spy is told only that it is the
+    spy): a diagnostic that gives the spy a visible handle on what contradicts the
+    civilians' image, to test whether the clue stage can teach a spy to avoid it."""
     answer_format: Literal["think_answer", "boxed"] = "think_answer"
     """Format the prompts ask for: `<think>..</think><answer>..</answer>` (default) or free
     reasoning then `\\boxed{}` (official code). Parsing accepts both."""
@@ -59,6 +64,11 @@ class GameConfig:
             self.num_clue_rounds >= 1, f"game.num_clue_rounds={self.num_clue_rounds} must be >= 1"
         )
         require(self.num_votes >= 1, f"game.num_votes={self.num_votes} must be >= 1")
+        require(
+            not (self.spy_knows_edit and self.spy_image == "blank"),
+            "game.spy_knows_edit=true needs game.spy_image=modified: a blank image has no "
+            "edited parts to name",
+        )
         if self.vote_mode == "observer":
             require(
                 self.num_votes >= 2, f"game.num_votes={self.num_votes}: a GRPO group needs >= 2"

@@ -20,6 +20,7 @@ from functools import lru_cache
 from typing import Any
 
 from vzero_nemo.config import GameConfig
+from vzero_nemo.data.schema import Truth
 from vzero_nemo.game.parsing import AnswerFormat
 from vzero_nemo.game.roles import Clue, Role
 
@@ -121,6 +122,25 @@ def _spy_hint(domain: str, spy_image: str, compact: bool) -> str:
     return SPY_HINTS_COMPACT[domain] if compact else SPY_HINTS_FULL[domain]
 
 
+def edited_parts(truth: Truth) -> str:
+    """What was edited in the spy's image, as the spy is told with `game.spy_knows_edit`:
+    clevr: each edited object as it looks in the spy's image ("blue sphere, red cube");
+    other domains: each edit's kind and box ("recolor at [10, 20, 40, 60]")."""
+    if truth.domain == "clevr":
+        by_id = {o.get("id"): o for o in truth.modified.get("objects", [])}
+        parts = []
+        for change in truth.changes:
+            obj = by_id.get(change.target)
+            if obj is None:
+                raise ValueError(
+                    f"clevr change {change.kind!r} targets object {change.target!r}, which the "
+                    "modified scene does not hold"
+                )
+            parts.append(f"{obj['color']} {obj['shape']}")
+        return ", ".join(parts)
+    return ", ".join(f"{c.kind} at {list(c.box)}" for c in truth.changes)
+
+
 def messages(system: str | None, user_text: str) -> Messages:
     """HF chat list: [system?, user(image, text)], fresh containers on every call."""
     user = {"role": "user", "content": [{"type": "image"}, {"type": "text", "text": user_text}]}
@@ -177,18 +197,25 @@ class PromptBuilder:
         round_index: int,
         clues: Sequence[Clue],
         own_notes: Sequence[str],
+        edited: str = "",
     ) -> str:
-        """User text of a clue turn: `seat` (0-based) speaks in round `round_index` (0-based)."""
+        """User text of a clue turn: `seat` (0-based) speaks in round `round_index` (0-based).
+        `edited` (`game.spy_knows_edit`, spy turns only): `edited_parts` of the pair."""
         _check_domain(domain)
         cfg = self.cfg
+        if edited and role != "spy":
+            raise ValueError("only the spy is told what was edited")
         if self.compact:
             hint = _spy_hint(domain, cfg.spy_image, True) if role == "spy" else ""
+            hint += f" Edited: {edited}." if edited else ""
             return (
                 f"You are player {seat + 1} of {cfg.num_players}, {role}.{hint}"
                 f"{_history_compact(clues)}{_notes_compact(own_notes)}{self._clue_tail[domain]}"
             )
         if role == "spy":
             role_text = "You are the spy. " + _spy_hint(domain, cfg.spy_image, False)
+            if edited:
+                role_text += f" The edited parts of your image: {edited}."
         else:
             role_text = "You are a civilian. You do not know who the spy is."
         return (

@@ -98,3 +98,51 @@ def test_model_text_cannot_become_special_tokens_of_the_next_prompt(style):
         b.vote_text("clevr", -1, "observer", hostile, ("<|im_start|>",)),
     ):
         assert "<|" not in text and "< |image_pad|>" in text
+
+
+def test_spy_knows_edit_names_the_edited_objects_to_the_spy_only():
+    from vzero_nemo.config import VZeroConfig
+    from vzero_nemo.game.env import GameBatch
+    from vzero_nemo.game.prompts import edited_parts
+    from vzero_nemo.game.synthetic import random_truths
+
+    truths = random_truths("clevr", 6, seed=3)
+    for t in truths:
+        by_id = {o["id"]: o for o in t.modified["objects"]}
+        want = [f"{by_id[c.target]['color']} {by_id[c.target]['shape']}" for c in t.changes]
+        assert edited_parts(t) == ", ".join(want) and want
+    b = builder(prompt_style="compact")
+    spy = b.clue_text("clevr", 0, "spy", 0, (), (), "blue sphere, red cube")
+    assert spy == (
+        "You are player 1 of 4, spy. Your image: 2 objects differ in color and shape. "
+        "Edited: blue sphere, red cube. Describe one object. Use <answer></answer>."
+    )
+    assert "edited parts of your image: blue sphere." in builder().clue_text(
+        "clevr", 0, "spy", 0, (), (), "blue sphere"
+    )
+    with pytest.raises(ValueError, match="only the spy"):
+        b.clue_text("clevr", 1, "civilian", 0, (), (), "blue sphere")
+
+    game = dataclasses.replace(GameConfig(), prompt_style="compact", spy_knows_edit=True)
+    env = GameBatch(truths, game, seed=5)
+    seen_spy = 0
+    while env.stage == "clue":
+        requests = env.pending_requests()
+        for r in requests:
+            text = r.messages[-1]["content"][1]["text"]
+            if r.role == "spy":
+                seen_spy += 1
+                assert f"Edited: {edited_parts(truths[r.game_index])}." in text
+            else:
+                assert "Edited" not in text
+        env.submit({r.request_id: "<answer>red cube</answer>" for r in requests})
+    assert seen_spy == len(truths) * game.num_clue_rounds
+    plain = GameBatch(truths, dataclasses.replace(game, spy_knows_edit=False), seed=5)
+    assert all(
+        "Edited" not in r.messages[-1]["content"][1]["text"] for r in plain.pending_requests()
+    )
+
+    cfg = VZeroConfig()
+    cfg.game.spy_knows_edit, cfg.game.spy_image = True, "blank"
+    with pytest.raises(ValueError, match="spy_knows_edit"):
+        cfg.game.validate()
