@@ -201,9 +201,14 @@ class GameBatch:
         for g, truth in enumerate(self.truths):
             role = role_of(seat, self.spy_seats[g])
             clues = tuple(self._clues[g])
-            edited = prompts.edited_parts(truth) if cfg.spy_knows_edit and role == "spy" else ""
             text = self._prompts.clue_text(
-                truth.domain, seat, role, round_index, clues, self._notes[g][seat], edited
+                truth.domain,
+                seat,
+                role,
+                round_index,
+                clues,
+                self._notes[g][seat],
+                self._prompts.edited_note(truth, role),
             )
             requests.append(
                 Request(

@@ -189,6 +189,11 @@ class PromptBuilder:
                 )
             )
 
+    def edited_note(self, truth: Truth, role: Role) -> str:
+        """The `edited` argument of `clue_text`: `edited_parts` of the pair for the spy when
+        `game.spy_knows_edit` is on, else empty."""
+        return edited_parts(truth) if self.cfg.spy_knows_edit and role == "spy" else ""
+
     def clue_text(
         self,
         domain: str,

@@ -54,7 +54,7 @@ from vzero_nemo.config import PRETRAIN_TASKS, VZeroConfig
 from vzero_nemo.data.pairs import GamePair
 from vzero_nemo.data.schema import CLEVR_COLORS, CLEVR_SHAPES
 from vzero_nemo.game.policies import clevr_contradicts, describe_object
-from vzero_nemo.game.prompts import PromptBuilder, edited_parts, messages
+from vzero_nemo.game.prompts import PromptBuilder, messages
 from vzero_nemo.game.roles import Clue
 from vzero_nemo.models.chat import render_chat
 from vzero_nemo.training import checkpoint as ckpt
@@ -200,7 +200,7 @@ def make_example(pair: GamePair, cfg: VZeroConfig, rng: random.Random, task: str
         # With game.spy_knows_edit the spy's prompt names the edited objects; the target
         # ignores it (any object of the spy's image), so what the spy does with it is
         # learnt in the clue stage alone.
-        edited = edited_parts(pair.truth) if game.spy_knows_edit and role == "spy" else ""
+        edited = builder.edited_note(pair.truth, role)
         text = builder.clue_text("clevr", seat, role, round_index, earlier, (), edited)
         p = cfg.pretrain
         target = (
