@@ -204,3 +204,42 @@ def test_spy_knows_edit_puts_the_edited_objects_in_spy_describe_prompts_only(cfg
         assert (f"{edited_parts(pair.truth)}." in text) == spy
         assert ("dited" in text) == spy
     assert roles == {True, False}
+
+
+@pytest.mark.parametrize("rounds", [1, 2])
+def test_clue_eval_counts_each_role_and_with_several_rounds_each_round(rounds):
+    """Role totals are the sums of their rounds; round keys exist only with several rounds;
+    a random policy's clues are counted where the scene check puts them."""
+    from types import SimpleNamespace
+
+    from vzero_nemo.config import GameConfig
+    from vzero_nemo.eval.clue_eval import clue_counts, summarise
+    from vzero_nemo.game.env import GameBatch
+    from vzero_nemo.game.policies import contradicts_original, make_policy, play
+
+    game = GameConfig(num_players=4, num_clue_rounds=rounds, num_votes=2)
+    pairs = [_pair(i) for i in range(6)]
+    env = GameBatch([p.truth for p in pairs], game, seed=3)
+    play(env, make_policy("random", game, seed=5))
+    counts = clue_counts(SimpleNamespace(env=env), pairs)
+    round_keys = {k for k in counts if "/round" in k}
+    assert round_keys == (
+        {f"{r}/round{k}" for r in ("spy", "civilian") for k in (1, 2)} if rounds == 2 else set()
+    )
+    for role, per_seat in (("spy", 1), ("civilian", 3)):
+        assert counts[role]["clues"] == len(pairs) * per_seat * rounds
+        if rounds == 2:
+            for field in counts[role]:
+                assert counts[role][field] == sum(counts[f"{role}/round{k}"][field] for k in (1, 2))
+    last = f"spy/round{rounds}" if rounds == 2 else "spy"
+    want = sum(
+        bool(c["clue"]) and contradicts_original(c["clue"], pairs[g].truth)
+        for g in range(len(pairs))
+        for c in env.transcript(g)["clues"]
+        if c["role"] == "spy" and c["round"] == rounds
+    )
+    assert 0 < want == counts[last]["contradicts"]
+    rates = summarise(
+        counts, {"votes": 0, "votes_spy": 0, "votes_na": 0, "games": 0, "decision_credit": 0}
+    )
+    assert ("spy/round2/contradicts_rate" in rates) == (rounds == 2)

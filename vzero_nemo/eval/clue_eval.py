@@ -18,6 +18,7 @@ Per role (spy / civilian), over every clue turn of CLEVR games (denominator `clu
 - `repeat_rate`: the clue repeats an earlier player's clue of the same game word for word;
 - `vague_rate`: the clue names a colour or a shape but not both (`pretrain.vague_rate` teaches
   shape-only clues, which an edit rarely makes false);
+with several clue rounds, the same per role and round (`spy/round2/contradicts_rate`, ...);
 and for the frozen observer (denominator `votes`): `vote_accuracy` (votes naming the spy),
 `decision_accuracy` (per game) and `na_rate`. Counts are written next to each rate.
 """
@@ -56,11 +57,16 @@ def _vague(clue: str) -> bool:
     return bool(words & _COLORS) != bool(words & _SHAPES)
 
 
+def _zero_counts() -> dict[str, int]:
+    return {"clues": 0, "contradicts": 0, "grounded": 0, "repeats": 0, "vague": 0}
+
+
 def clue_counts(rollout: Rollout, pairs: list[GamePair]) -> dict[str, dict[str, int]]:
-    """Per-role counts over every clue turn of the CLEVR games of `rollout`."""
-    counts = {
-        r: {"clues": 0, "contradicts": 0, "grounded": 0, "repeats": 0, "vague": 0} for r in ROLES
-    }
+    """Per-role counts over every clue turn of the CLEVR games of `rollout`. With more than
+    one clue round, also per role and round (`spy/round2`, ...): in a later round a speaker
+    has heard every other player once, so what it does with their clues shows there."""
+    counts = {r: _zero_counts() for r in ROLES}
+    rounds = rollout.env.cfg.num_clue_rounds
     for g in range(rollout.env.num_games):
         truth = pairs[g].truth
         if truth.domain != "clevr":
@@ -68,17 +74,22 @@ def clue_counts(rollout: Rollout, pairs: list[GamePair]) -> dict[str, dict[str, 
         said: list[str] = []
         for clue in rollout.env.transcript(g)["clues"]:
             role = "spy" if clue["role"] == "spy" else "civilian"
-            c = counts[role]
-            c["clues"] += 1
+            keys = [role] + ([f"{role}/round{clue['round']}"] if rounds > 1 else [])
+            cells = [counts.setdefault(key, _zero_counts()) for key in keys]
             text = clue["clue"]
-            if text is None:  # unparseable: counts in the denominator only
-                continue
             own = truth.modified if role == "spy" else truth.original
-            c["contradicts"] += contradicts_original(text, truth)
-            c["grounded"] += _grounded(text, own)
-            c["repeats"] += _normalise(text) in said
-            c["vague"] += _vague(text)
-            said.append(_normalise(text))
+            hits = {"clues": 1}
+            if text is not None:  # unparseable: counts in the denominator only
+                hits |= {
+                    "contradicts": contradicts_original(text, truth),
+                    "grounded": _grounded(text, own),
+                    "repeats": _normalise(text) in said,
+                    "vague": _vague(text),
+                }
+                said.append(_normalise(text))
+            for c in cells:
+                for name, hit in hits.items():
+                    c[name] += int(hit)
     return counts
 
 
@@ -170,6 +181,10 @@ def main(argv: list[str] | None = None) -> int:
             f"{m['spy/vague_rate']:.3f}/{m['civilian/vague_rate']:.3f}; frozen observer "
             f"vote accuracy {m['observer/vote_accuracy']:.3f} ({int(m['observer/votes'])} votes)"
         )
+        by_round = [k for k in m if k.startswith("spy/round") and k.endswith("/contradicts_rate")]
+        if by_round:
+            rates = ", ".join(f"{k.split('/')[1]} {m[k]:.3f}" for k in sorted(by_round))
+            print(f"[clue_eval] {label}: spy clues contradicting by round: {rates}")
     if stack.par.is_main:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         Path(args.out).write_text(json.dumps(results, indent=1))
