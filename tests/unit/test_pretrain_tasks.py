@@ -230,7 +230,8 @@ def test_clue_eval_counts_each_role_and_with_several_rounds_each_round(rounds):
         assert counts[role]["clues"] == len(pairs) * per_seat * rounds
         if rounds == 2:
             for field in counts[role]:
-                assert counts[role][field] == sum(counts[f"{role}/round{k}"][field] for k in (1, 2))
+                by_round = sum(counts[f"{role}/round{k}"][field] for k in (1, 2))
+                assert counts[role][field] == pytest.approx(by_round)
     last = f"spy/round{rounds}" if rounds == 2 else "spy"
     want = sum(
         bool(c["clue"]) and contradicts_original(c["clue"], pairs[g].truth)
@@ -239,7 +240,18 @@ def test_clue_eval_counts_each_role_and_with_several_rounds_each_round(rounds):
         if c["role"] == "spy" and c["round"] == rounds
     )
     assert 0 < want == counts[last]["contradicts"]
+    rewards = {True: [], False: []}  # the clue rewards of spy clues, by contradiction
+    for g in range(len(pairs)):
+        for c in env.transcript(g)["clues"]:
+            if c["role"] == "spy" and c["clue"]:
+                rewards[contradicts_original(c["clue"], pairs[g].truth)].append(c["reward"])
+    assert counts["spy"]["parsed"] == len(rewards[True]) + len(rewards[False])
+    assert counts["spy"]["reward_contradicting"] == pytest.approx(sum(rewards[True]))
+    assert counts["spy"]["reward_consistent"] == pytest.approx(sum(rewards[False]))
     rates = summarise(
         counts, {"votes": 0, "votes_spy": 0, "votes_na": 0, "games": 0, "decision_credit": 0}
     )
     assert ("spy/round2/contradicts_rate" in rates) == (rounds == 2)
+    assert rates["spy/reward_when_contradicting"] == pytest.approx(
+        sum(rewards[True]) / len(rewards[True])
+    )

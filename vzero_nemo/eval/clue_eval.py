@@ -18,6 +18,9 @@ Per role (spy / civilian), over every clue turn of CLEVR games (denominator `clu
 - `repeat_rate`: the clue repeats an earlier player's clue of the same game word for word;
 - `vague_rate`: the clue names a colour or a shape but not both (`pretrain.vague_rate` teaches
   shape-only clues, which an edit rarely makes false);
+`reward_when_contradicting` / `reward_when_consistent`: the mean clue reward (Eq. 1, from
+the frozen observer's votes) of the clues that contradict the civilians' image and of those
+that do not, so whether the reward favours consistent clues is measured, not assumed;
 with several clue rounds, the same per role and round (`spy/round2/contradicts_rate`, ...);
 and for the frozen observer (denominator `votes`): `vote_accuracy` (votes naming the spy),
 `decision_accuracy` (per game) and `na_rate`. Counts are written next to each rate.
@@ -57,11 +60,17 @@ def _vague(clue: str) -> bool:
     return bool(words & _COLORS) != bool(words & _SHAPES)
 
 
-def _zero_counts() -> dict[str, int]:
-    return {"clues": 0, "contradicts": 0, "grounded": 0, "repeats": 0, "vague": 0}
+COUNTS = ("clues", "parsed", "contradicts", "grounded", "repeats", "vague")
+REWARD_SUMS = ("reward_contradicting", "reward_consistent")
+"""Sums of the clue reward (paper Eq. 1, from this game's votes) of the parsed clues that
+contradict the civilians' image and of those that do not."""
 
 
-def clue_counts(rollout: Rollout, pairs: list[GamePair]) -> dict[str, dict[str, int]]:
+def _zero_counts() -> dict[str, float]:
+    return dict.fromkeys(COUNTS + REWARD_SUMS, 0)
+
+
+def clue_counts(rollout: Rollout, pairs: list[GamePair]) -> dict[str, dict[str, float]]:
     """Per-role counts over every clue turn of the CLEVR games of `rollout`. With more than
     one clue round, also per role and round (`spy/round2`, ...): in a later round a speaker
     has heard every other player once, so what it does with their clues shows there."""
@@ -78,18 +87,22 @@ def clue_counts(rollout: Rollout, pairs: list[GamePair]) -> dict[str, dict[str, 
             cells = [counts.setdefault(key, _zero_counts()) for key in keys]
             text = clue["clue"]
             own = truth.modified if role == "spy" else truth.original
-            hits = {"clues": 1}
+            hits: dict[str, float] = {"clues": 1}
             if text is not None:  # unparseable: counts in the denominator only
+                contradicts = contradicts_original(text, truth)
                 hits |= {
-                    "contradicts": contradicts_original(text, truth),
+                    "parsed": 1,
+                    "contradicts": contradicts,
                     "grounded": _grounded(text, own),
                     "repeats": _normalise(text) in said,
                     "vague": _vague(text),
                 }
                 said.append(_normalise(text))
+                if clue["reward"] is not None:
+                    hits[REWARD_SUMS[0] if contradicts else REWARD_SUMS[1]] = clue["reward"]
             for c in cells:
                 for name, hit in hits.items():
-                    c[name] += int(hit)
+                    c[name] += float(hit) if name in REWARD_SUMS else int(hit)
     return counts
 
 
@@ -99,7 +112,7 @@ def observer_counts(rollout: Rollout) -> dict[str, int]:
     return {k: int(round(m[f"count/{k}"])) for k in keys}
 
 
-def summarise(clues: dict[str, dict[str, int]], votes: dict[str, int]) -> dict[str, float]:
+def summarise(clues: dict[str, dict[str, float]], votes: dict[str, int]) -> dict[str, float]:
     out: dict[str, float] = {}
     for role, c in clues.items():
         n = max(c["clues"], 1)
@@ -108,6 +121,11 @@ def summarise(clues: dict[str, dict[str, int]], votes: dict[str, int]) -> dict[s
         out[f"{role}/grounded_rate"] = c["grounded"] / n
         out[f"{role}/repeat_rate"] = c["repeats"] / n
         out[f"{role}/vague_rate"] = c["vague"] / n
+        consistent = c["parsed"] - c["contradicts"]
+        out[f"{role}/reward_when_contradicting"] = c["reward_contradicting"] / max(
+            c["contradicts"], 1
+        )
+        out[f"{role}/reward_when_consistent"] = c["reward_consistent"] / max(consistent, 1)
     out["observer/votes"] = float(votes["votes"])
     out["observer/vote_accuracy"] = votes["votes_spy"] / max(votes["votes"], 1)
     out["observer/na_rate"] = votes["votes_na"] / max(votes["votes"], 1)
@@ -180,6 +198,11 @@ def main(argv: list[str] | None = None) -> int:
             f"{m['spy/repeat_rate']:.3f}/{m['civilian/repeat_rate']:.3f}, vague "
             f"{m['spy/vague_rate']:.3f}/{m['civilian/vague_rate']:.3f}; frozen observer "
             f"vote accuracy {m['observer/vote_accuracy']:.3f} ({int(m['observer/votes'])} votes)"
+        )
+        print(
+            f"[clue_eval] {label}: mean spy clue reward when contradicting "
+            f"{m['spy/reward_when_contradicting']:+.3f}, when consistent "
+            f"{m['spy/reward_when_consistent']:+.3f}"
         )
         by_round = [k for k in m if k.startswith("spy/round") and k.endswith("/contradicts_rate")]
         if by_round:
