@@ -3,7 +3,9 @@
 Plays one iteration's games with the real tiny trainer, then, for each stage, takes one
 training step three times from the same weights, the stage's own rewards replaced by random
 ones (an untrained model earns no reward): as such, with the OTHER stage's rewards also
-replaced, and with other own rewards. Prints whether the gradient changed (one JSON line).
+replaced, and with other own rewards. Prints whether the gradient changed, and how the step
+moved the log-probs of the stage's sequences: their correlation with the sequences'
+advantages, which is positive when the update favours what was rewarded (one JSON line).
 
     python tests/functional/_stage_grad_worker.py DATA RUN_DIR
 """
@@ -17,6 +19,7 @@ import sys
 import torch
 
 from vzero_nemo.cli import build_config
+from vzero_nemo.generation.score import score_responses
 from vzero_nemo.training import trainer as T
 from vzero_nemo.training.loop import setup_trainer
 from vzero_nemo.training.rollout import play_games
@@ -59,6 +62,25 @@ def main(data: str, run_dir: str) -> None:
             [b.grad_data.detach().flatten().clone() for c in tr.policy for b in c.buffers]
         )
 
+    def logp_shift_vs_advantage(stage: str) -> float:
+        """Pearson correlation, over the stage's sequences, of advantage and the change of
+        the sequence log-prob made by one training step (from the sampler's log-probs)."""
+        for p, w in zip(params, weights):
+            p.data.copy_(w)
+        tr.state.baselines.load_state_dict(baselines)
+        rewards = noisy(4)
+        rollout.samples = [s._replace(reward=rewards[s.request_id]) for s in samples]
+        sequences = T.assign_advantages(tr, rollout, stage)
+        T.score_reference(tr, sequences)
+        T.train_step(tr, sequences)
+        after = score_responses(
+            tr.policy, [q.prompt for q in sequences], [q.response_ids for q in sequences],
+            tr.tokenizer, cfg.model, max_batch=64,
+        )  # fmt: skip
+        shift = torch.tensor([sum(a) - sum(q.old_logp) for q, a in zip(sequences, after)])
+        adv = torch.tensor([q.advantage for q in sequences])
+        return float(torch.corrcoef(torch.stack([adv, shift]))[0, 1])
+
     out = {}
     for stage in ("decision", "clue"):
         other = "clue" if stage == "decision" else "decision"
@@ -69,6 +91,7 @@ def main(data: str, run_dir: str) -> None:
                 base, gradient(stage, {stage: noisy(1), other: noisy(2)})
             ),
             "own_noise_changes_grad": not torch.equal(base, gradient(stage, {stage: noisy(3)})),
+            "logp_shift_vs_advantage": logp_shift_vs_advantage(stage),
         }
     print("RESULT " + json.dumps(out), flush=True)
 

@@ -20,6 +20,9 @@ def test_each_stage_learns_from_its_own_samples_only(tiny_shards, tmp_path):
     )
     out = json.loads(next(x for x in proc.stdout.splitlines() if x.startswith("RESULT "))[7:])
     for stage in ("decision", "clue"):
+        # One step raises what was rewarded: the log-prob change follows the advantages
+        # (0.61 decision, 0.54 clue on the main job's data; a sign error makes it negative).
+        assert out[stage].pop("logp_shift_vs_advantage") > 0.3, (stage, out)
         assert out[stage] == {
             "nonzero": True,
             "other_stage_noise_changes_grad": False,  # the inactive stage's rewards: no effect
