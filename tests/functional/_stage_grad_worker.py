@@ -19,7 +19,7 @@ import sys
 import torch
 
 from vzero_nemo.cli import build_config
-from vzero_nemo.generation.score import score_responses
+from vzero_nemo.experiments.update_direction import correlation, logp_shift
 from vzero_nemo.training import trainer as T
 from vzero_nemo.training.loop import setup_trainer
 from vzero_nemo.training.rollout import play_games
@@ -73,13 +73,7 @@ def main(data: str, run_dir: str) -> None:
         sequences = T.assign_advantages(tr, rollout, stage)
         T.score_reference(tr, sequences)
         T.train_step(tr, sequences)
-        after = score_responses(
-            tr.policy, [q.prompt for q in sequences], [q.response_ids for q in sequences],
-            tr.tokenizer, cfg.model, max_batch=64,
-        )  # fmt: skip
-        shift = torch.tensor([sum(a) - sum(q.old_logp) for q, a in zip(sequences, after)])
-        adv = torch.tensor([q.advantage for q in sequences])
-        return float(torch.corrcoef(torch.stack([adv, shift]))[0, 1])
+        return correlation([q.advantage for q in sequences], logp_shift(tr, sequences))
 
     out = {}
     for stage in ("decision", "clue"):

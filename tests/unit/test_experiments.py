@@ -129,3 +129,18 @@ def test_size_study_collects_every_run_and_names_its_game_counts(tmp_path):
     assert "128 games on the held-out pairs" in text and "judged, 64 games" in text
     assert "| +0.100 (+0.050..+0.150) |" in text and "| tiny_l | 0 | missing |" in text
     assert (tmp_path / "table" / "sizes.png").stat().st_size > 0
+
+
+def test_update_direction_correlation_and_its_refusals(capsys):
+    from vzero_nemo.experiments.update_direction import correlation
+    from vzero_nemo.experiments.update_direction import main as direction_main
+
+    assert correlation([1.0, 2.0, 3.0], [0.1, 0.2, 0.3]) == pytest.approx(1.0)
+    assert correlation([1.0, 2.0, 3.0], [0.3, 0.2, 0.1]) == pytest.approx(-1.0)
+    with pytest.raises(ValueError, match="same length >= 2, got 3 and 2"):
+        correlation([1.0, 2.0, 3.0], [1.0, 2.0])
+    # Refused before any model is built: there is nothing to start from.
+    with pytest.raises(SystemExit) as exit_info:
+        direction_main(["data.path=/nonexistent"])
+    assert exit_info.value.code == 2
+    assert "model.init_checkpoint is not set" in capsys.readouterr().err
