@@ -30,6 +30,7 @@ ENTRY_POINTS = {
                                                        "--out", "unused"]),
     "main_job": ("vzero_nemo.main_job", []),
     "ablate": ("vzero_nemo.experiments.ablate", ["--pretrained", "p", "--out", "unused"]),
+    "update_direction": ("vzero_nemo.experiments.update_direction", []),
     "plan": ("vzero_nemo.plan.__main__", ["--recipe", "tiny_cpu"]),
     "plan_size": ("vzero_nemo.plan.__main__", ["--size", "tiny"]),
     "plan_measure": ("vzero_nemo.plan.measure", []),
