@@ -46,8 +46,9 @@ def main(data: str, run_dir: str) -> None:
         rng = random.Random(seed)  # rewards an untrained model never earns: non-zero gradient
         return {s.request_id: rng.uniform(-3, 3) for s in samples}
 
-    def gradient(stage: str, rewards: dict[str, dict[str, float]]) -> torch.Tensor:
-        """One step from the saved weights with `rewards[stage_of_sample]` (else rollout's)."""
+    def step(stage: str, rewards: dict[str, dict[str, float]]) -> list:
+        """One step of `stage` from the saved weights with `rewards[stage_of_sample]` (else
+        the rollout's); the sequences it trained on."""
         for p, w in zip(params, weights):
             p.data.copy_(w)
         tr.state.baselines.load_state_dict(baselines)
@@ -58,6 +59,10 @@ def main(data: str, run_dir: str) -> None:
         sequences = T.assign_advantages(tr, rollout, stage)
         T.score_reference(tr, sequences)
         T.train_step(tr, sequences)
+        return sequences
+
+    def gradient(stage: str, rewards: dict[str, dict[str, float]]) -> torch.Tensor:
+        step(stage, rewards)
         return torch.cat(
             [b.grad_data.detach().flatten().clone() for c in tr.policy for b in c.buffers]
         )
@@ -65,14 +70,7 @@ def main(data: str, run_dir: str) -> None:
     def logp_shift_vs_advantage(stage: str) -> float:
         """Pearson correlation, over the stage's sequences, of advantage and the change of
         the sequence log-prob made by one training step (from the sampler's log-probs)."""
-        for p, w in zip(params, weights):
-            p.data.copy_(w)
-        tr.state.baselines.load_state_dict(baselines)
-        rewards = noisy(4)
-        rollout.samples = [s._replace(reward=rewards[s.request_id]) for s in samples]
-        sequences = T.assign_advantages(tr, rollout, stage)
-        T.score_reference(tr, sequences)
-        T.train_step(tr, sequences)
+        sequences = step(stage, {stage: noisy(4)})
         return correlation([q.advantage for q in sequences], logp_shift(tr, sequences))
 
     out = {}

@@ -102,7 +102,7 @@ def clue_counts(rollout: Rollout, pairs: list[GamePair]) -> dict[str, dict[str, 
                     hits[REWARD_SUMS[0] if contradicts else REWARD_SUMS[1]] = clue["reward"]
             for c in cells:
                 for name, hit in hits.items():
-                    c[name] += float(hit) if name in REWARD_SUMS else int(hit)
+                    c[name] += hit  # a bool counts 1; a reward adds its value
     return counts
 
 

@@ -26,21 +26,16 @@ from collections.abc import Sequence
 
 import torch
 
-from vzero_nemo.generation.score import score_responses
+from vzero_nemo.game.policies import contradicts_original
 from vzero_nemo.training.batching import TrainSequence
 
 
 def logp_shift(tr, sequences: Sequence[TrainSequence]) -> list[float]:
     """Sequence log-prob under the trainer's current policy minus the sampler's (`old_logp`),
     per sequence."""
-    after = score_responses(
-        tr.policy,
-        [s.prompt for s in sequences],
-        [s.response_ids for s in sequences],
-        tr.tokenizer,
-        tr.cfg.model,
-        max_batch=tr.cfg.rollout.max_batch,
-    )
+    from vzero_nemo.training.trainer import score_sequences
+
+    after = score_sequences(tr, tr.policy, list(sequences))
     return [sum(new) - sum(s.old_logp) for s, new in zip(sequences, after)]
 
 
@@ -53,8 +48,6 @@ def correlation(xs: Sequence[float], ys: Sequence[float]) -> float:
 
 
 def _group(sample, text_of, truths) -> str:
-    from vzero_nemo.game.policies import contradicts_original
-
     if sample.stage != "clue":
         return "vote"
     text = text_of.get((sample.game_index, sample.round, sample.seat))
@@ -74,27 +67,26 @@ def measure(cfg) -> dict:
     tr = setup_trainer(cfg)
     try:
         result = run_iteration(tr)
-        rollout = result.rollout
-        stage = result.metrics["stage"]
-        also_votes = stage == "clue" and cfg.spo.clue_stage_trains_votes
-        trained = [
-            s
-            for s in rollout.samples
-            if s.request_id in rollout.sequences
-            and (s.stage == stage or (also_votes and s.stage == "decision"))
-        ]
-        sequences = [rollout.sequences[s.request_id] for s in trained]
+        sequences = result.trained
         shifts = logp_shift(tr, sequences)
     finally:
         shutdown()
+    rollout, stage = result.rollout, result.metrics["stage"]
+    sample_of = {  # each trained sequence's game, round, seat and role
+        id(rollout.sequences[s.request_id]): s
+        for s in rollout.samples
+        if s.request_id in rollout.sequences
+    }
     text_of = {
         (g, c["round"] - 1, c["player"] - 1): c["clue"]
         for g in range(rollout.env.num_games)
         for c in rollout.env.transcript(g)["clues"]
     }
     groups: dict[str, list[tuple[float, float]]] = defaultdict(list)
-    for sample, seq, shift in zip(trained, sequences, shifts):
-        groups[_group(sample, text_of, rollout.env.truths)].append((seq.advantage, shift))
+    for seq, shift in zip(sequences, shifts):
+        groups[_group(sample_of[id(seq)], text_of, rollout.env.truths)].append(
+            (seq.advantage, shift)
+        )
     advantages = [seq.advantage for seq in sequences]
     return {
         "stage": stage,

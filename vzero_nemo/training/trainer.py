@@ -146,6 +146,8 @@ class Trainer:
 class IterationResult:
     metrics: dict[str, float]
     rollout: Rollout
+    trained: list[TrainSequence] = field(default_factory=list)
+    """The sequences the iteration's optimizer steps trained on (`assign_advantages`)."""
 
 
 def _clue_advantages(tr: Trainer, rollout: Rollout, clue: list[TrainingSample]) -> list[float]:
@@ -221,18 +223,23 @@ def score_reference(tr: Trainer, sequences: list[TrainSequence]) -> None:
     """Fill `ref_logp` of each sequence with the frozen reference's log-probs (last stage)."""
     if tr.cfg.grpo.kl_coef == 0 or not sequences:
         return
-    # KV-cached: the num_votes responses of a game share one prefill of their prompt.
     with reference_on_device(tr):
-        logps = score_responses(
-            tr.reference,
-            [s.prompt for s in sequences],
-            [s.response_ids for s in sequences],
-            tr.tokenizer,
-            tr.cfg.model,
-            max_batch=tr.cfg.rollout.max_batch,
-        )
+        logps = score_sequences(tr, tr.reference, sequences)
     for seq, logp in zip(sequences, logps):
         seq.ref_logp = logp
+
+
+def score_sequences(tr: Trainer, model, sequences: list[TrainSequence]) -> list[list[float]]:
+    """`model`'s log-prob of every response token of `sequences` (last stage). KV-cached: the
+    num_votes responses of a game share one prefill of their prompt."""
+    return score_responses(
+        model,
+        [s.prompt for s in sequences],
+        [s.response_ids for s in sequences],
+        tr.tokenizer,
+        tr.cfg.model,
+        max_batch=tr.cfg.rollout.max_batch,
+    )
 
 
 class reference_on_device:
@@ -350,7 +357,7 @@ def run_iteration(tr: Trainer) -> IterationResult:
     st.iteration += 1
     metrics["iteration"] = st.iteration
     metrics.update(_timing_metrics(tr))
-    return IterationResult(metrics=metrics, rollout=rollout)
+    return IterationResult(metrics=metrics, rollout=rollout, trained=sequences)
 
 
 def _iteration_metrics(
