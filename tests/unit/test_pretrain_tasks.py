@@ -255,3 +255,40 @@ def test_clue_eval_counts_each_role_and_with_several_rounds_each_round(rounds):
     assert rates["spy/reward_when_contradicting"] == pytest.approx(
         sum(rewards[True]) / len(rewards[True])
     )
+
+
+def test_clue_eval_tells_repeating_another_player_from_repeating_oneself():
+    """A spy that says its own round-1 clue again repeats, but not another player; one that
+    says a civilian's clue repeats another player. Rewards split the same way."""
+    from types import SimpleNamespace
+
+    from vzero_nemo.config import GameConfig
+    from vzero_nemo.eval.clue_eval import clue_counts, summarise
+
+    def clue(player, role, rnd, text, reward):
+        return {"player": player, "role": role, "round": rnd, "clue": text, "reward": reward}
+
+    clues = [
+        clue(1, "civilian", 1, "red cube", 0.5),
+        clue(2, "spy", 1, "blue sphere", -1.0),
+        clue(1, "civilian", 2, "green cylinder", 0.25),
+        clue(2, "spy", 2, "blue sphere", -0.5),  # itself: a repeat, not of another player
+        clue(2, "spy", 2, "Red cube.", 0.0),  # the civilian's round-1 clue
+    ]
+    env = SimpleNamespace(
+        cfg=GameConfig(num_players=2, num_clue_rounds=2),
+        num_games=1,
+        transcript=lambda g: {"clues": clues},
+    )
+    counts = clue_counts(SimpleNamespace(env=env), [_pair(0)])
+    spy = counts["spy"]
+    assert (spy["repeats"], spy["repeats_other"]) == (2, 1)
+    assert (counts["civilian"]["repeats"], counts["civilian"]["repeats_other"]) == (0, 0)
+    assert spy["reward_repeating_other"] == 0.0
+    assert spy["reward_not_repeating_other"] == pytest.approx(-1.5)
+    rates = summarise(
+        counts, {"votes": 0, "votes_spy": 0, "votes_na": 0, "games": 0, "decision_credit": 0}
+    )
+    assert rates["spy/repeat_other_rate"] == pytest.approx(1 / 3)
+    assert rates["spy/reward_when_not_repeating_other"] == pytest.approx(-0.75)
+    assert rates["spy/round2/repeat_other_rate"] == pytest.approx(0.5)

@@ -16,11 +16,16 @@ Per role (spy / civilian), over every clue turn of CLEVR games (denominator `clu
   speaker away (scripted check against the scene graph);
 - `grounded_rate`: the clue names an object (colour + shape) of the speaker's OWN image;
 - `repeat_rate`: the clue repeats an earlier player's clue of the same game word for word;
+- `repeat_other_rate`: the same, counting only clues of OTHER players (in a later round a
+  speaker may repeat itself; for the spy, repeating another player is the safe move it can
+  see, as three of them are civilians);
 - `vague_rate`: the clue names a colour or a shape but not both (`pretrain.vague_rate` teaches
   shape-only clues, which an edit rarely makes false);
 `reward_when_contradicting` / `reward_when_consistent`: the mean clue reward (Eq. 1, from
 the frozen observer's votes) of the clues that contradict the civilians' image and of those
 that do not, so whether the reward favours consistent clues is measured, not assumed;
+`reward_when_repeating_other` / `reward_when_not_repeating_other`: the same split by whether
+the clue repeats another player's (does the one move a spy can see pay?);
 with several clue rounds, the same per role and round (`spy/round2/contradicts_rate`, ...);
 and for the frozen observer (denominator `votes`): `vote_accuracy` (votes naming the spy),
 `decision_accuracy` (per game) and `na_rate`. Counts are written next to each rate.
@@ -60,10 +65,16 @@ def _vague(clue: str) -> bool:
     return bool(words & _COLORS) != bool(words & _SHAPES)
 
 
-COUNTS = ("clues", "parsed", "contradicts", "grounded", "repeats", "vague")
-REWARD_SUMS = ("reward_contradicting", "reward_consistent")
+COUNTS = ("clues", "parsed", "contradicts", "grounded", "repeats", "repeats_other", "vague")
+REWARD_SUMS = (
+    "reward_contradicting",
+    "reward_consistent",
+    "reward_repeating_other",
+    "reward_not_repeating_other",
+)
 """Sums of the clue reward (paper Eq. 1, from this game's votes) of the parsed clues that
-contradict the civilians' image and of those that do not."""
+contradict the civilians' image and of those that do not; of those that repeat another
+player's clue and of those that do not."""
 
 
 def _zero_counts() -> dict[str, float]:
@@ -80,7 +91,7 @@ def clue_counts(rollout: Rollout, pairs: list[GamePair]) -> dict[str, dict[str, 
         truth = pairs[g].truth
         if truth.domain != "clevr":
             continue
-        said: list[str] = []
+        said: list[tuple[int, str]] = []  # (player, normalised clue) in speaking order
         for clue in rollout.env.transcript(g)["clues"]:
             role = "spy" if clue["role"] == "spy" else "civilian"
             keys = [role] + ([f"{role}/round{clue['round']}"] if rounds > 1 else [])
@@ -90,16 +101,22 @@ def clue_counts(rollout: Rollout, pairs: list[GamePair]) -> dict[str, dict[str, 
             hits: dict[str, float] = {"clues": 1}
             if text is not None:  # unparseable: counts in the denominator only
                 contradicts = contradicts_original(text, truth)
+                said_before = {t for _, t in said}
+                said_by_others = {t for p, t in said if p != clue["player"]}
+                normal = _normalise(text)
+                repeats_other = normal in said_by_others
                 hits |= {
                     "parsed": 1,
                     "contradicts": contradicts,
                     "grounded": _grounded(text, own),
-                    "repeats": _normalise(text) in said,
+                    "repeats": normal in said_before,
+                    "repeats_other": repeats_other,
                     "vague": _vague(text),
                 }
-                said.append(_normalise(text))
+                said.append((clue["player"], normal))
                 if clue["reward"] is not None:
                     hits[REWARD_SUMS[0] if contradicts else REWARD_SUMS[1]] = clue["reward"]
+                    hits[REWARD_SUMS[2] if repeats_other else REWARD_SUMS[3]] = clue["reward"]
             for c in cells:
                 for name, hit in hits.items():
                     c[name] += hit  # a bool counts 1; a reward adds its value
@@ -120,12 +137,19 @@ def summarise(clues: dict[str, dict[str, float]], votes: dict[str, int]) -> dict
         out[f"{role}/contradicts_rate"] = c["contradicts"] / n
         out[f"{role}/grounded_rate"] = c["grounded"] / n
         out[f"{role}/repeat_rate"] = c["repeats"] / n
+        out[f"{role}/repeat_other_rate"] = c["repeats_other"] / n
         out[f"{role}/vague_rate"] = c["vague"] / n
         consistent = c["parsed"] - c["contradicts"]
         out[f"{role}/reward_when_contradicting"] = c["reward_contradicting"] / max(
             c["contradicts"], 1
         )
         out[f"{role}/reward_when_consistent"] = c["reward_consistent"] / max(consistent, 1)
+        out[f"{role}/reward_when_repeating_other"] = c["reward_repeating_other"] / max(
+            c["repeats_other"], 1
+        )
+        out[f"{role}/reward_when_not_repeating_other"] = c["reward_not_repeating_other"] / max(
+            c["parsed"] - c["repeats_other"], 1
+        )
     out["observer/votes"] = float(votes["votes"])
     out["observer/vote_accuracy"] = votes["votes_spy"] / max(votes["votes"], 1)
     out["observer/na_rate"] = votes["votes_na"] / max(votes["votes"], 1)
@@ -202,7 +226,10 @@ def main(argv: list[str] | None = None) -> int:
         print(
             f"[clue_eval] {label}: mean spy clue reward when contradicting "
             f"{m['spy/reward_when_contradicting']:+.3f}, when consistent "
-            f"{m['spy/reward_when_consistent']:+.3f}"
+            f"{m['spy/reward_when_consistent']:+.3f}; repeating another player "
+            f"{m['spy/reward_when_repeating_other']:+.3f} "
+            f"({int(m['spy/clues'] * m['spy/repeat_other_rate'])} clues), not "
+            f"{m['spy/reward_when_not_repeating_other']:+.3f}"
         )
         by_round = [k for k in m if k.startswith("spy/round") and k.endswith("/contradicts_rate")]
         if by_round:
