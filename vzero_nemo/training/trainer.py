@@ -37,6 +37,7 @@ from vzero_nemo.algorithms.advantages import (
     game_role_means,
     group_advantages,
     group_index,
+    role_weights,
 )
 from vzero_nemo.algorithms.losses import policy_loss
 from vzero_nemo.algorithms.spo import StageController
@@ -152,28 +153,33 @@ class IterationResult:
 
 def _clue_advantages(tr: Trainer, rollout: Rollout, clue: list[TrainingSample]) -> list[float]:
     """RAE advantages r - b(role) of the clue samples `clue` (one EMA step per iteration, or
-    one per game slot with `grpo.rae_update=game`); every rank takes the same steps."""
+    one per game slot with `grpo.rae_update=game`); every rank takes the same steps. With
+    `grpo.rae_role_weight=role` each role's advantages are then scaled to equal total weight."""
     rewards = torch.tensor([s.reward for s in clue], dtype=torch.float64)
     is_spy = torch.tensor([s.role == "spy" for s in clue], dtype=torch.bool)
     baselines = tr.state.baselines
+    sums = torch.tensor(
+        [
+            float(rewards[is_spy].sum()),
+            float(is_spy.sum()),
+            float(rewards[~is_spy].sum()),
+            float((~is_spy).sum()),
+        ],
+        dtype=torch.float64,
+    )
+    g = all_reduce_sum(sums).tolist()
     if tr.cfg.grpo.rae_update == "game":
         # Official cadence: the k-th game of every DP rank is one micro-step's global batch.
         game = torch.tensor([s.game_index for s in clue], dtype=torch.long)
         means = game_role_means(rewards, is_spy, game, rollout.env.num_games)
         used = baselines.update_per_game(all_reduce_sum(means) / tr.par.dp_size)
-        return (rewards - used[game, (~is_spy).long()]).tolist()
-    sums = torch.tensor(
-        [
-            sum(s.reward for s in clue if s.role == "spy"),
-            sum(1 for s in clue if s.role == "spy"),
-            sum(s.reward for s in clue if s.role != "spy"),
-            sum(1 for s in clue if s.role != "spy"),
-        ],
-        dtype=torch.float64,
-    )
-    g = all_reduce_sum(sums).tolist()
-    baselines.update(g[0] / max(g[1], 1.0), g[2] / max(g[3], 1.0))
-    return baselines.advantages(rewards, is_spy).tolist()
+        advantages = rewards - used[game, (~is_spy).long()]
+    else:
+        baselines.update(g[0] / max(g[1], 1.0), g[2] / max(g[3], 1.0))
+        advantages = baselines.advantages(rewards, is_spy)
+    if tr.cfg.grpo.rae_role_weight == "role":
+        advantages = advantages * role_weights(is_spy, num_spy=g[1], num_civilian=g[3])
+    return advantages.tolist()
 
 
 def assign_advantages(tr: Trainer, rollout: Rollout, stage: str) -> list[TrainSequence]:

@@ -202,3 +202,15 @@ def test_rae_bias_correction_removes_the_zero_start():
     corrected.subtract = "previous"
     assert corrected.baseline("spy") == pytest.approx(plain.previous_spy / (1 - 0.9**2))
     assert RoleBaselines(bias_correction=True).baseline("spy") == 0.0  # no update yet
+
+
+def test_role_weights_equalise_the_roles_and_keep_the_total():
+    from vzero_nemo.algorithms.advantages import role_weights
+
+    is_spy = torch.tensor([True, False, False, False, True, False, False, False])
+    w = role_weights(is_spy, num_spy=2, num_civilian=6)
+    assert float(w[is_spy].sum()) == pytest.approx(float(w[~is_spy].sum()))
+    assert float(w.sum()) == pytest.approx(8.0)
+    assert torch.equal(role_weights(is_spy[1:4], num_spy=0, num_civilian=3), torch.ones(3).double())
+    with pytest.raises(ValueError, match="must be >= 0"):
+        role_weights(is_spy, num_spy=-1, num_civilian=6)
