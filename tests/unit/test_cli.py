@@ -31,6 +31,7 @@ ENTRY_POINTS = {
     "main_job": ("vzero_nemo.main_job", []),
     "ablate": ("vzero_nemo.experiments.ablate", ["--pretrained", "p", "--out", "unused"]),
     "update_direction": ("vzero_nemo.experiments.update_direction", []),
+    "spy_floor": ("vzero_nemo.experiments.spy_floor", []),
     "plan": ("vzero_nemo.plan.__main__", ["--recipe", "tiny_cpu"]),
     "plan_size": ("vzero_nemo.plan.__main__", ["--size", "tiny"]),
     "plan_measure": ("vzero_nemo.plan.measure", []),
