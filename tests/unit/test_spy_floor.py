@@ -44,10 +44,11 @@ def test_repeating_another_player_skips_own_and_false_clues():
 def test_a_spy_repeating_a_civilian_never_contradicts_and_the_floor_is_lower():
     pairs = _pairs(6)
     for pair in pairs:
-        for _round, contradicts, had_other in play_pair(
+        for _round, contradicts, had_other, repeats in play_pair(
             pair, "repeat_other", 4, 2, random.Random(1), random.Random(2)
         ):
             assert not (had_other and contradicts)
+            assert repeats == had_other
     result = measure(pairs, num_players=4, num_rounds=2, samples=8, seed=0)
     assert set(STRATEGIES) == {k.split("/")[0] for k in result if "/" in k}
     assert result["describe/contradicts_rate"] > 0
@@ -55,6 +56,8 @@ def test_a_spy_repeating_a_civilian_never_contradicts_and_the_floor_is_lower():
     # the same seats and civilian clues for every strategy
     assert result["describe/had_other_rate"] == result["repeat_other/had_other_rate"]
     assert "repeat_other/round2/contradicts_rate" in result
+    assert result["repeat_other/repeat_other_rate"] == result["repeat_other/had_other_rate"]
+    assert result["describe/repeat_other_rate"] < result["repeat_other/repeat_other_rate"]
     assert all(result[f"{s}/interval"] > 0 for s in STRATEGIES)
     # describe names objects of the spy's image: true of it, whatever the original
     for pair in pairs:

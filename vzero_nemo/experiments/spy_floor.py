@@ -13,8 +13,10 @@ what the pre-trained describe skill does). The spy plays one of these strategies
 - `repeat_any`: an earlier clue true of its own image, its own earlier clues included (what
   agree pre-training teaches both roles), else `describe`.
 Printed per strategy (and per round with several rounds): the rate of spy clues that
-contradict the original image, with a 95 % interval over games, and the share of spy turns
-that had another player's clue to repeat. `repeat_other` is the floor a spy reaches without
+contradict the original image, with a 95 % interval over games, the share of spy turns
+that had another player's clue to repeat, and the share of spy clues that repeat another
+player's (for `describe`, the rate at which naming an object of its image says a civilian's
+clue again by chance). `repeat_other` is the floor a spy reaches without
 knowing which objects were edited and without naming objects it did not see: the clue-stage
 bar ("10 points fewer contradictions") asks the learned spy for that much of the gap between
 `describe` and this floor.
@@ -65,9 +67,9 @@ def play_pair(
     num_rounds: int,
     rng: random.Random,
     spy_rng: random.Random,
-) -> list[tuple[int, bool, bool]]:
-    """One game: per spy turn, (round, contradicts the original, had another's clue to
-    repeat). `rng` draws the spy's seat and the civilians' clues, `spy_rng` the spy's own
+) -> list[tuple[int, bool, bool, bool]]:
+    """One game: per spy turn, (round, contradicts the original, had another's true clue to
+    repeat, repeats another's clue). `rng` draws the spy's seat and the civilians' clues, `spy_rng` the spy's own
     choices, so every strategy meets the same seats and civilian clues."""
     truth = pair.truth
     if truth.domain != "clevr":
@@ -83,7 +85,8 @@ def play_pair(
                     for by_self, c in earlier
                 )
                 clue = spy_clue(strategy, truth.modified, earlier, spy_rng)
-                turns.append((rnd + 1, clevr_contradicts(clue, truth.original), had_other))
+                repeats = any(not by_self and c == clue for by_self, c in earlier)
+                turns.append((rnd + 1, clevr_contradicts(clue, truth.original), had_other, repeats))
             else:
                 clue = _phrase(rng.choice(truth.original["objects"]))
             earlier.append((seat == spy, clue))
@@ -109,18 +112,20 @@ def measure(
     for strategy in STRATEGIES:
         rng, spy_rng = random.Random(seed), random.Random(seed + 1)
         per_round: dict[int, list[float]] = {r: [] for r in range(1, num_rounds + 1)}
-        per_game, had_other = [], []
+        per_game, had_other, repeats = [], [], []
         for pair in pairs:
             turns = []
             for _ in range(samples):
                 turns += play_pair(pair, strategy, num_players, num_rounds, rng, spy_rng)
-            per_game.append(sum(c for _, c, _ in turns) / len(turns))
-            had_other.append(sum(h for _, _, h in turns) / len(turns))
+            per_game.append(sum(t[1] for t in turns) / len(turns))
+            had_other.append(sum(t[2] for t in turns) / len(turns))
+            repeats.append(sum(t[3] for t in turns) / len(turns))
             for r in per_round:
-                in_round = [c for rr, c, _ in turns if rr == r]
+                in_round = [t[1] for t in turns if t[0] == r]
                 per_round[r].append(sum(in_round) / len(in_round))
         out[f"{strategy}/contradicts_rate"], out[f"{strategy}/interval"] = _rate(per_game)
         out[f"{strategy}/had_other_rate"] = sum(had_other) / len(had_other)
+        out[f"{strategy}/repeat_other_rate"] = sum(repeats) / len(repeats)
         if num_rounds > 1:
             for r, hits in per_round.items():
                 out[f"{strategy}/round{r}/contradicts_rate"] = _rate(hits)[0]
@@ -163,7 +168,8 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
             f"[spy_floor] {strategy:12s} spy contradicting "
             f"{result[f'{strategy}/contradicts_rate']:.3f} "
             f"± {result[f'{strategy}/interval']:.3f}{rounds}; another's true clue to repeat "
-            f"on {result[f'{strategy}/had_other_rate']:.0%} of spy turns"
+            f"on {result[f'{strategy}/had_other_rate']:.0%} of spy turns, repeated on "
+            f"{result[f'{strategy}/repeat_other_rate']:.0%}"
         )
     if args.json is not None:
         args.json.parent.mkdir(parents=True, exist_ok=True)
