@@ -160,10 +160,10 @@ def _clue_advantages(tr: Trainer, rollout: Rollout, clue: list[TrainingSample]) 
     baselines = tr.state.baselines
     sums = torch.tensor(
         [
-            float(rewards[is_spy].sum()),
-            float(is_spy.sum()),
-            float(rewards[~is_spy].sum()),
-            float((~is_spy).sum()),
+            sum(s.reward for s in clue if s.role == "spy"),
+            sum(1 for s in clue if s.role == "spy"),
+            sum(s.reward for s in clue if s.role != "spy"),
+            sum(1 for s in clue if s.role != "spy"),
         ],
         dtype=torch.float64,
     )
