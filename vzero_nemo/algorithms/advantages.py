@@ -230,14 +230,20 @@ def game_role_means(
     return (sums / counts).view(num_games, 2)
 
 
-def role_weights(is_spy_N: torch.Tensor, num_spy: float, num_civilian: float) -> torch.Tensor:
-    """[N] float64 weights that give each role the same total weight, N / (2 N_role) per
-    sample, from the GLOBAL role counts (`grpo.rae_role_weight=role`). Their sum over the
-    global batch is its number of samples, so the loss keeps its scale. A role with no
-    sample leaves the other's weights at 1."""
+def role_weights(
+    is_spy_N: torch.Tensor, num_spy: float, num_civilian: float, spy_share: float = 0.5
+) -> torch.Tensor:
+    """[N] float64 weights that give the spies `spy_share` of the total weight and the
+    civilians the rest: N * share / N_role per sample, from the GLOBAL role counts
+    (`grpo.rae_role_weight`: `role` is 0.5, `spy_only` 1.0). Their sum over the global batch
+    is its number of samples, so the loss keeps its scale. A role with no sample leaves the
+    other's weights at 1."""
     if num_spy < 0 or num_civilian < 0:
         raise ValueError(f"role counts ({num_spy}, {num_civilian}) must be >= 0")
+    if not 0 <= spy_share <= 1:
+        raise ValueError(f"spy_share={spy_share} must be in [0, 1]")
     total = num_spy + num_civilian
-    spy_w = total / (2 * num_spy) if num_spy > 0 and num_civilian > 0 else 1.0
-    civ_w = total / (2 * num_civilian) if num_spy > 0 and num_civilian > 0 else 1.0
+    both = num_spy > 0 and num_civilian > 0
+    spy_w = total * spy_share / num_spy if both else 1.0
+    civ_w = total * (1 - spy_share) / num_civilian if both else 1.0
     return torch.where(is_spy_N.bool(), spy_w, civ_w).double()

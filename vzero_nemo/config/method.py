@@ -121,13 +121,15 @@ class GRPOConfig:
     rae_bias_correction: bool = False
     """Divide the RAE EMAs by (1 - alpha^t) as Adam does (not in the paper): the baselines
     then equal the role means from the first step instead of rising from 0."""
-    rae_role_weight: Literal["sample", "role"] = "sample"
+    rae_role_weight: Literal["sample", "role", "spy_only"] = "sample"
     """Weight of each clue sample in the clue loss. `sample` (paper): every clue alike, so the
     civilians, three of every four players, give three quarters of the gradient. `role` (not
     in the paper): each role's advantages are scaled by N / (2 N_role) (global counts), so
     spies and civilians weigh the same in total. A move whose value depends on the role
     (repeating another player's clue pays a spy and costs a civilian, see
-    `vzero_nemo.eval.clue_eval`) then is not decided by the civilians' samples alone."""
+    `vzero_nemo.eval.clue_eval`) then is not decided by the civilians' samples alone.
+    `spy_only` (a diagnostic): the spy's advantages scaled by N / N_spy, the civilians' by 0,
+    so only the spy's samples carry a reward signal (the civilians' keep their KL term)."""
     rae_update: Literal["iteration", "game"] = "iteration"
     """RAE cadence. `iteration`: one EMA step per iteration from the role means over every
     clue sample of the global batch. `game` (official code: one step per game, i.e. per

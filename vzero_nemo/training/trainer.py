@@ -154,7 +154,8 @@ class IterationResult:
 def _clue_advantages(tr: Trainer, rollout: Rollout, clue: list[TrainingSample]) -> list[float]:
     """RAE advantages r - b(role) of the clue samples `clue` (one EMA step per iteration, or
     one per game slot with `grpo.rae_update=game`); every rank takes the same steps. With
-    `grpo.rae_role_weight=role` each role's advantages are then scaled to equal total weight."""
+    `grpo.rae_role_weight=role` / `spy_only` each role's advantages are then scaled to half /
+    all (spy) and half / none (civilians) of the total weight."""
     rewards = torch.tensor([s.reward for s in clue], dtype=torch.float64)
     is_spy = torch.tensor([s.role == "spy" for s in clue], dtype=torch.bool)
     baselines = tr.state.baselines
@@ -177,8 +178,9 @@ def _clue_advantages(tr: Trainer, rollout: Rollout, clue: list[TrainingSample]) 
     else:
         baselines.update(g[0] / max(g[1], 1.0), g[2] / max(g[3], 1.0))
         advantages = baselines.advantages(rewards, is_spy)
-    if tr.cfg.grpo.rae_role_weight == "role":
-        advantages = advantages * role_weights(is_spy, num_spy=g[1], num_civilian=g[3])
+    share = {"role": 0.5, "spy_only": 1.0}.get(tr.cfg.grpo.rae_role_weight)
+    if share is not None:
+        advantages = advantages * role_weights(is_spy, g[1], g[3], spy_share=share)
     return advantages.tolist()
 
 

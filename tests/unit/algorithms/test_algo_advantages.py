@@ -214,3 +214,7 @@ def test_role_weights_equalise_the_roles_and_keep_the_total():
     assert torch.equal(role_weights(is_spy[1:4], num_spy=0, num_civilian=3), torch.ones(3).double())
     with pytest.raises(ValueError, match="must be >= 0"):
         role_weights(is_spy, num_spy=-1, num_civilian=6)
+    spy_only = role_weights(is_spy, num_spy=2, num_civilian=6, spy_share=1.0)
+    assert spy_only.tolist() == [4.0, 0, 0, 0, 4.0, 0, 0, 0]
+    with pytest.raises(ValueError, match="spy_share=1.5"):
+        role_weights(is_spy, num_spy=2, num_civilian=6, spy_share=1.5)

@@ -167,13 +167,16 @@ def test_role_weight_gives_spies_and_civilians_equal_total_weight(one_process):
     # Same games, same baselines: `rae_role_weight=role` scales each role's RAE advantages by
     # N / (2 N_role) (4 players, 1 spy: spy x2, civilians x2/3), nothing else.
     per_role = {}
-    for weight in ("sample", "role"):
+    for weight in ("sample", "role", "spy_only"):
         tr = make_trainer(one_process, GAMES_PER_ITERATION, f"grpo.rae_role_weight={weight}")
         _, rollout, _ = play(tr.cfg, GAMES_PER_ITERATION, seed=5, rng=random.Random(5))
         trained = assign_advantages(tr, rollout, "clue")
         per_role[weight] = [(s.meta["role"], s.advantage) for s in trained]
     assert [r for r, _ in per_role["sample"]] == [r for r, _ in per_role["role"]]
     scale = {"spy": 2.0, "civilian": 2.0 / 3.0}
-    for (role, a), (_, b) in zip(per_role["sample"], per_role["role"]):
+    for (role, a), (_, b), (_, c) in zip(
+        per_role["sample"], per_role["role"], per_role["spy_only"]
+    ):
         assert b == pytest.approx(a * scale["spy" if role == "spy" else "civilian"])
+        assert c == pytest.approx(a * 4.0 if role == "spy" else 0.0)
     assert any(a != 0 for _, a in per_role["sample"])
