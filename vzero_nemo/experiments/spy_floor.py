@@ -16,9 +16,9 @@ Printed per strategy (and per round with several rounds): the rate of spy clues 
 contradict the original image, with a 95 % interval over games, the share of spy turns
 that had another player's clue to repeat, and the share of spy clues that repeat another
 player's (for `describe`, the rate at which naming an object of its image says a civilian's
-clue again by chance). `repeat_other` is the floor a spy reaches without
-knowing which objects were edited and without naming objects it did not see: the clue-stage
-bar ("10 points fewer contradictions") asks the learned spy for that much of the gap between
+clue again by chance). `repeat_other` is the floor a spy reaches without knowing which
+objects were edited and without naming objects it did not see: the clue-stage bar ("10
+points fewer contradictions") asks the learned spy for that much of the gap between
 `describe` and this floor.
 """
 
@@ -31,13 +31,21 @@ import random
 from pathlib import Path
 
 from vzero_nemo.data.pairs import GamePair
-from vzero_nemo.game.policies import clevr_contradicts
+from vzero_nemo.game.policies import clevr_contradicts, short_phrase
 
 STRATEGIES = ("describe", "repeat_other", "repeat_any")
 
 
-def _phrase(obj: dict) -> str:
-    return f"{obj['color']} {obj['shape']}"
+def repeatable(earlier: list[tuple[bool, str]], own_scene: dict, own_too: bool) -> list[str]:
+    """The distinct earlier clues true of `own_scene` (sorted): other players' only, or also
+    the speaker's own with `own_too`. `earlier` holds (said by the speaker, clue)."""
+    return sorted(
+        {
+            clue
+            for by_self, clue in earlier
+            if (own_too or not by_self) and not clevr_contradicts(clue, own_scene)
+        }
+    )
 
 
 def spy_clue(
@@ -47,17 +55,10 @@ def spy_clue(
     if strategy not in STRATEGIES:
         raise ValueError(f"unknown spy strategy {strategy!r}; choose one of {STRATEGIES}")
     if strategy != "describe":
-        candidates = sorted(
-            {
-                clue
-                for by_self, clue in earlier
-                if (strategy == "repeat_any" or not by_self)
-                and not clevr_contradicts(clue, own_scene)
-            }
-        )
+        candidates = repeatable(earlier, own_scene, own_too=strategy == "repeat_any")
         if candidates:
             return rng.choice(candidates)
-    return _phrase(rng.choice(own_scene["objects"]))
+    return short_phrase(rng.choice(own_scene["objects"]))
 
 
 def play_pair(
@@ -69,8 +70,9 @@ def play_pair(
     spy_rng: random.Random,
 ) -> list[tuple[int, bool, bool, bool]]:
     """One game: per spy turn, (round, contradicts the original, had another's true clue to
-    repeat, repeats another's clue). `rng` draws the spy's seat and the civilians' clues, `spy_rng` the spy's own
-    choices, so every strategy meets the same seats and civilian clues."""
+    repeat, repeats another's clue). `rng` draws the spy's seat and the civilians' clues,
+    `spy_rng` the spy's own choices, so every strategy meets the same seats and civilian
+    clues."""
     truth = pair.truth
     if truth.domain != "clevr":
         raise ValueError(f"spy_floor needs clevr pairs, got domain {truth.domain!r}")
@@ -80,15 +82,13 @@ def play_pair(
     for rnd in range(num_rounds):
         for seat in range(num_players):
             if seat == spy:
-                had_other = any(
-                    not by_self and not clevr_contradicts(c, truth.modified)
-                    for by_self, c in earlier
-                )
+                had_other = bool(repeatable(earlier, truth.modified, own_too=False))
                 clue = spy_clue(strategy, truth.modified, earlier, spy_rng)
                 repeats = any(not by_self and c == clue for by_self, c in earlier)
-                turns.append((rnd + 1, clevr_contradicts(clue, truth.original), had_other, repeats))
+                contradicts = clevr_contradicts(clue, truth.original)
+                turns.append((rnd + 1, contradicts, had_other, repeats))
             else:
-                clue = _phrase(rng.choice(truth.original["objects"]))
+                clue = short_phrase(rng.choice(truth.original["objects"]))
             earlier.append((seat == spy, clue))
     return turns
 

@@ -47,6 +47,11 @@ def describe_object(obj: dict[str, Any]) -> str:
     return f"{obj['size']} {obj['color']} {obj['material']} {obj['shape']}"
 
 
+def short_phrase(obj: dict[str, Any]) -> str:
+    """CLEVR object in the short form of a clue, e.g. "red cube"."""
+    return f"{obj['color']} {obj['shape']}"
+
+
 def describe_fact(target: Any, attrs: dict[str, Any]) -> str:
     """Change-log fact, e.g. "B: value 12" or "car: color red"."""
     body = ", ".join(f"{k} {v}" for k, v in sorted(attrs.items()))
@@ -182,4 +187,5 @@ __all__ = [
     "describe_object",
     "make_policy",
     "play",
+    "short_phrase",
 ]

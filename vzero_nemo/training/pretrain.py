@@ -53,7 +53,7 @@ import torch
 from vzero_nemo.config import PRETRAIN_TASKS, VZeroConfig
 from vzero_nemo.data.pairs import GamePair
 from vzero_nemo.data.schema import CLEVR_COLORS, CLEVR_SHAPES
-from vzero_nemo.game.policies import clevr_contradicts, describe_object
+from vzero_nemo.game.policies import clevr_contradicts, describe_object, short_phrase
 from vzero_nemo.game.prompts import PromptBuilder, messages
 from vzero_nemo.game.roles import Clue
 from vzero_nemo.models.chat import render_chat
@@ -83,18 +83,14 @@ class Example:
     target: str
 
 
-def _phrase(obj: dict) -> str:
-    return f"{obj['color']} {obj['shape']}"
-
-
 def _caption(scene: dict) -> str:
     """Every object of `scene` in reading order: "red cube, blue sphere, ..."."""
     objects = sorted(scene["objects"], key=lambda o: (o["center"][1], o["center"][0]))
-    return ", ".join(_phrase(o) for o in objects)
+    return ", ".join(short_phrase(o) for o in objects)
 
 
 def _present(scene: dict) -> set[str]:
-    return {_phrase(o) for o in scene["objects"]}
+    return {short_phrase(o) for o in scene["objects"]}
 
 
 def _absent_phrase(scene: dict, rng: random.Random) -> str:
@@ -120,7 +116,7 @@ def _vote_clue(scene: dict, rng: random.Random, vague_rate: float = 0.0) -> str:
         return _vague_vote_clue(scene, rng)
     if rng.random() < TRUE_CLUE_RATE:
         obj = rng.choice(scene["objects"])
-        return describe_object(obj) if rng.random() < LONG_CLUE_RATE else _phrase(obj)
+        return describe_object(obj) if rng.random() < LONG_CLUE_RATE else short_phrase(obj)
     color, shape = _absent_phrase(scene, rng).split()
     if rng.random() < LONG_CLUE_RATE:
         obj = rng.choice(scene["objects"])
@@ -144,7 +140,7 @@ def _describe_target(
     obj = rng.choice(scene["objects"])
     if vague_rate > 0 and rng.random() < vague_rate:
         return obj["shape"]
-    return _phrase(obj)
+    return short_phrase(obj)
 
 
 def most_like(phrase: str, scene: dict) -> str:
@@ -154,7 +150,7 @@ def most_like(phrase: str, scene: dict) -> str:
     words = set(phrase.lower().split())
     objects = sorted(scene["objects"], key=lambda o: (o["center"][1], o["center"][0]))
     best = max(objects, key=lambda o: 2 * (o["color"] in words) + (o["shape"] in words))
-    return _phrase(best)
+    return short_phrase(best)
 
 
 def wrong_players(clues: list[Clue], scene: dict) -> list[str]:
@@ -192,7 +188,7 @@ def make_example(pair: GamePair, cfg: VZeroConfig, rng: random.Random, task: str
         scene = modified if role == "spy" else original
         round_index = rng.randrange(game.num_clue_rounds)
         earlier = [
-            Clue(r, s, _phrase(rng.choice(original["objects"])), True)
+            Clue(r, s, short_phrase(rng.choice(original["objects"])), True)
             for r in range(round_index + 1)
             for s in range(n)
             if (r, s) < (round_index, seat)
@@ -216,7 +212,9 @@ def make_example(pair: GamePair, cfg: VZeroConfig, rng: random.Random, task: str
         return Example(task, messages(None, text), "original", target)
     if task == "exists":
         yes = rng.random() < 0.5
-        phrase = _phrase(rng.choice(original["objects"])) if yes else _absent_phrase(original, rng)
+        phrase = (
+            short_phrase(rng.choice(original["objects"])) if yes else _absent_phrase(original, rng)
+        )
         text = f"Is there a {phrase}? Use <answer></answer>."
         # The same reasoning as one clue check of a vote.
         verdict = "yes" if yes else "no"
