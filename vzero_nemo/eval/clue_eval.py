@@ -228,7 +228,7 @@ def main(argv: list[str] | None = None) -> int:
             f"{m['spy/reward_when_contradicting']:+.3f}, when consistent "
             f"{m['spy/reward_when_consistent']:+.3f}; repeating another player "
             f"{m['spy/reward_when_repeating_other']:+.3f} "
-            f"({int(m['spy/clues'] * m['spy/repeat_other_rate'])} clues), not "
+            f"({round(m['spy/clues'] * m['spy/repeat_other_rate'])} clues), not "
             f"{m['spy/reward_when_not_repeating_other']:+.3f}"
         )
         by_round = [k for k in m if k.startswith("spy/round") and k.endswith("/contradicts_rate")]
