@@ -11,7 +11,10 @@ prompts of different lengths (left padding, one prompt repeated):
   forward-only pipeline schedule), and `score_responses` of the same responses (KV-cached:
   each distinct prompt prefilled once, the responses as one block), against the reference
   layout's `sequence_logprobs`.
-Every rank compares its own outputs with the reference. Vision once: prompts 0 and 2 show
+Every rank compares its own outputs with the reference. In every layout, every run is also
+repeated with each decode step through megatron-core's layer forward instead of the lean
+decode (`generation.decode_step`): tokens, finishes and log-probs must be exactly equal.
+Vision once: prompts 0 and 2 show
 the same image (one `ImagePatches`) and row 3 repeats prompt 1, so the batch encodes 2
 images for 4 rows; in every
 layout the same greedy run, scoring and (PP=1) the forward's logits, with every row holding
@@ -76,6 +79,13 @@ def test_each_image_encoded_once_gives_the_same_result(diffs, layout):
     assert got["sequence_logprobs"] <= VISION_ONCE_TOLERANCE
     if layout != "pp2":  # logits of this rank's vocabulary shard (one stage holds them all)
         assert got["logits"] <= VISION_ONCE_TOLERANCE
+
+
+@pytest.mark.parametrize("layout", ["ref", "tp2", "pp2"])
+def test_lean_decode_is_bit_identical_to_the_layer_forward(diffs, layout):
+    got = diffs[layout]
+    assert got["lean/used"]  # the tiny Qwen2.5-VL is within what the lean decode supports
+    assert got["lean/identical"]  # tokens, finishes and log-probs, exactly
 
 
 def test_reference_is_not_trivial(diffs):
@@ -184,6 +194,7 @@ def _run_layout(tp: int, pp: int, hf_dir: Path, prompts, stop_token: int | None)
     # Four samples of each of two prompts: the cache keeps each prompt's keys once.
     votes = collate_prompts([p for p in prompts[:2] for _ in range(4)], tokenizer, cfg)
     outs["shared"] = generate(model, votes, runs["sampled"], torch.Generator().manual_seed(7))
+    lean = _lean_vs_layer_forward(model, outs, batch, votes, runs, with_stop)
 
     full, mask = _scored_batch(prompts, outs["greedy"].token_ids, tokenizer, cfg)
     seq_logp = sequence_logprobs(model, full, mask, micro_batch_size=2)
@@ -197,7 +208,37 @@ def _run_layout(tp: int, pp: int, hf_dir: Path, prompts, stop_token: int | None)
         model, prompts, outs["greedy"].token_ids, tokenizer, cfg, max_batch=3
     )
     result["vision_once"] = _vision_once(model, prompts, tokenizer, cfg, logits=pp == 1)
+    result["lean"] = lean
     return result
+
+
+def _lean_vs_layer_forward(model, outs, batch, votes, runs, with_stop) -> dict:
+    """Every run again with each decode step through megatron-core's layer forward: whether
+    the lean decode (used in this layout?) gave the very same tokens, finishes and log-probs."""
+    import torch
+
+    from vzero_nemo.generation import generate
+    from vzero_nemo.generation.decode_step import lean_decode_unsupported
+    from vzero_nemo.generation.generate import unwrap_model
+
+    again = {
+        "greedy": (batch, runs["greedy"], 7),
+        "sampled": (batch, runs["sampled"], 7),
+        "greedy_stop": (batch, with_stop, None),
+        "shared": (votes, runs["sampled"], 7),
+    }
+    identical = True
+    for name, (rows, params, seed) in again.items():
+        generator = torch.Generator() if seed is None else torch.Generator().manual_seed(seed)
+        layers = generate(model, rows, params, generator, lean_decode=False)
+        lean = outs[name]
+        identical &= (lean.token_ids, lean.finished, lean.logprobs) == (
+            layers.token_ids,
+            layers.finished,
+            layers.logprobs,
+        )
+    used = lean_decode_unsupported(unwrap_model(model).language_model) is None
+    return {"lean/used": used, "lean/identical": identical}
 
 
 def _scored_batch(prompts, responses, tokenizer, cfg):
@@ -259,7 +300,7 @@ def _compare(got: dict, ref: dict) -> dict:
         diffs[f"{run}/logp"] = _max_diff(got[run]["logp"], ref[run]["logp"])
     diffs["sequence_logprobs"] = _max_diff(got["sequence_logprobs"], ref["sequence_logprobs"])
     diffs["score_responses"] = _max_diff(got["score_responses"], ref["sequence_logprobs"])
-    return {**diffs, **got["vision_once"]}
+    return {**diffs, **got["vision_once"], **got["lean"]}
 
 
 def main() -> None:
@@ -291,6 +332,7 @@ def main() -> None:
                 ref["score_responses"], ref["sequence_logprobs"]
             ),
             **ref["vision_once"],
+            **ref["lean"],
         }
     }
     for name in ("tp2", "pp2"):

@@ -19,6 +19,9 @@ generates exactly that many tokens in every mode. Config comes from `vzero_nemo.
 Modes, in this one process, on the same weights and prompts:
 - `megatron batched`: `vzero_nemo.generation.generate`, one call per workload (KV cache,
   packed prefill of each distinct prompt once, each distinct image encoded once);
+- `megatron batched, layers`: the same call with every decode step through megatron-core's
+  layer forward instead of `generation.decode_step.LeanDecoder` (`lean_decode=False`); the
+  sampled tokens and log-probs of both must be identical on the whole workload (printed);
 - `megatron one-at-a-time`: the same call per row, as the official Vision-Zero code
   generates (one request per call);
 - `hf batched` / `hf one-at-a-time`: transformers' `Qwen2_5_VLForConditionalGeneration.
@@ -101,21 +104,26 @@ def workload_prompts(
     }
 
 
-def time_call(fn: Callable[[], int], repeats: int) -> Timing:
-    """Fastest of `repeats` runs, wall and CPU time taken separately."""
-    walls, cpus = [], []
+def time_modes(modes: dict[str, Callable[[], int]], repeats: int) -> dict[str, Timing]:
+    """Fastest of `repeats` runs per mode, wall and CPU time taken separately. The modes take
+    turns (round robin), so a slow spell of a noisy machine hits them alike."""
+    walls: dict[str, list[float]] = {mode: [] for mode in modes}
+    cpus: dict[str, list[float]] = {mode: [] for mode in modes}
+    tokens: dict[str, int] = {}
     for _ in range(repeats):
-        wall, cpu = time.perf_counter(), time.process_time()
-        tokens = fn()
-        walls.append(time.perf_counter() - wall)
-        cpus.append(time.process_time() - cpu)
-    return min(walls), min(cpus), tokens
+        for mode, fn in modes.items():
+            wall, cpu = time.perf_counter(), time.process_time()
+            tokens[mode] = fn()
+            walls[mode].append(time.perf_counter() - wall)
+            cpus[mode].append(time.process_time() - cpu)
+    return {mode: (min(walls[mode]), min(cpus[mode]), tokens[mode]) for mode in modes}
 
 
-def megatron_modes(model, prompts, tokenizer, model_cfg, params, args) -> dict[str, Timing]:
-    def batched() -> int:
+def megatron_modes(model, prompts, tokenizer, model_cfg, params, args) -> dict[str, Callable]:
+    def batched(lean_decode: bool = True) -> int:
         batch = collate_prompts(prompts, tokenizer, model_cfg)
-        return generate(model, batch, params, torch.Generator().manual_seed(args.seed)).num_tokens
+        generator = torch.Generator().manual_seed(args.seed)
+        return generate(model, batch, params, generator, lean_decode=lean_decode).num_tokens
 
     def serial() -> int:
         generator = torch.Generator().manual_seed(args.seed)
@@ -127,8 +135,9 @@ def megatron_modes(model, prompts, tokenizer, model_cfg, params, args) -> dict[s
         )
 
     return {
-        "megatron batched": time_call(batched, args.repeats),
-        "megatron one-at-a-time": time_call(serial, args.repeats),
+        "megatron batched": batched,
+        LAYER_FORWARD: lambda: batched(lean_decode=False),
+        "megatron one-at-a-time": serial,
     }
 
 
@@ -181,21 +190,24 @@ def greedy_agreement(megatron_model, hf, rows, tokenizer, model_cfg, max_new: in
     return sum(a == b for a, b in zip(ours, theirs.tolist())) / len(rows)
 
 
-def hf_modes(hf, prompts, tokenizer, model_cfg, params, args) -> dict[str, Timing]:
+def hf_modes(hf, prompts, tokenizer, model_cfg, params, args) -> dict[str, Callable]:
     def run(rows: list[PromptInputs]) -> int:
         torch.manual_seed(args.seed)
         return hf_generate(hf, rows, tokenizer, model_cfg, params).numel()
 
     return {
-        "hf batched": time_call(lambda: run(prompts), args.repeats),
-        "hf one-at-a-time": time_call(
-            lambda: sum(run([p]) for p in prompts[: args.serial_rows]), args.repeats
-        ),
+        "hf batched": lambda: run(prompts),
+        "hf one-at-a-time": lambda: sum(run([p]) for p in prompts[: args.serial_rows]),
     }
 
 
+LAYER_FORWARD = "megatron batched, layers"
+"""Batched, every decode step through megatron-core's layer forward (`lean_decode=False`)."""
+
 PAIRS = (
     ("megatron batched", "megatron one-at-a-time"),
+    ("megatron batched", LAYER_FORWARD),
+    (LAYER_FORWARD, "hf batched"),
     ("megatron batched", "hf batched"),
     ("hf batched", "hf one-at-a-time"),
     ("megatron one-at-a-time", "hf one-at-a-time"),
@@ -246,9 +258,10 @@ def run_workloads(model, hf, prompts, tokenizer, cfg: VZeroConfig, args) -> dict
     total_rows: dict[str, int] = {}
     for workload in WORKLOADS:
         rows, params = prompts[workload], _params(cfg, workload)
-        results = megatron_modes(model, rows, tokenizer, cfg.model, params, args)
+        modes = megatron_modes(model, rows, tokenizer, cfg.model, params, args)
         if hf is not None:
-            results.update(hf_modes(hf, rows, tokenizer, cfg.model, params, args))
+            modes.update(hf_modes(hf, rows, tokenizer, cfg.model, params, args))
+        results = time_modes(modes, args.repeats)
         serial = min(args.serial_rows, len(rows))
         counts = {m: serial if "one-at-a-time" in m else len(rows) for m in results}
         title = f"{workload}: {len(rows)} sequences x {params.max_new_tokens} new tokens"
@@ -273,6 +286,32 @@ def describe(prompts: dict[str, list[PromptInputs]], tokenizer, model_cfg) -> No
             f"{workload}: {len(rows)} rows, {len({id(p) for p in rows})} distinct prompts, "
             f"{images} distinct images, prompt tokens {min(lengths)}-{max(lengths)}"
         )
+
+
+def lean_identical(model, prompts, tokenizer, cfg: VZeroConfig, seed: int) -> dict[str, bool]:
+    """Whether the lean decode samples the same tokens with the same log-probs as the layer
+    forward on every row of each workload (printed)."""
+    same = {}
+    for workload in WORKLOADS:
+        outs = [
+            generate(
+                model,
+                collate_prompts(prompts[workload], tokenizer, cfg.model),
+                _params(cfg, workload),
+                torch.Generator().manual_seed(seed),
+                lean_decode=lean,
+            )
+            for lean in (True, False)
+        ]
+        same[workload] = (
+            outs[0].token_ids == outs[1].token_ids and outs[0].logprobs == outs[1].logprobs
+        )
+        rows = len(prompts[workload])
+        verdict = "identical" if same[workload] else "DIFFERENT"
+        print(
+            f"{workload}: lean decode vs layer forward: tokens and log-probs {verdict} ({rows} rows)"
+        )
+    return same
 
 
 def check_agreement(model, hf, prompts, tokenizer, cfg: VZeroConfig, rows: int) -> dict:
@@ -319,6 +358,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         model = build_policy(cfg.model, cfg.parallel, tokenizer=tokenizer)
         batch = collate_prompts(warm, tokenizer, cfg.model)
         generate(model, batch, _params(cfg, "clue"), torch.Generator())
+        lean_same = lean_identical(model, prompts, tokenizer, cfg, args.seed)
         hf, agreement = None, {}
         if not args.skip_hf:
             hf = hf_model(model, cfg.model)
@@ -329,6 +369,8 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         destroy_parallel()
     for workload, value in agreement.items():
         numbers[f"{workload}/greedy_agreement_with_hf"] = value
+    for workload, value in lean_same.items():
+        numbers[f"{workload}/lean_decode_identical"] = float(value)
     if args.json is not None:
         args.json.write_text(json.dumps(numbers, indent=2))
     return numbers

@@ -51,6 +51,7 @@ from dataclasses import dataclass
 
 import torch
 
+from vzero_nemo.generation.decode_step import LeanDecoder, lean_decode_unsupported
 from vzero_nemo.generation.kv_cache import KVCache, attach_kv_cache
 from vzero_nemo.generation.pipeline import PipelineStage, gather_vocab_shards
 from vzero_nemo.generation.prefill import PrefillPlan, plan_prefill, unique_images
@@ -117,12 +118,43 @@ def _last_token_logits(*, hidden_states, output_layer, output_weight, scale_logi
 class _StageRunner:
     """One language-model forward on this pipeline stage; returns logits on the last stage."""
 
-    def __init__(self, vlm) -> None:
+    def __init__(self, vlm, lean_decode: bool = True) -> None:
         self.lm = vlm.language_model
         self.stage = PipelineStage(self.lm.pg_collection.pp)
         self.tp_group = self.lm.pg_collection.tp
         first_param = next(self.lm.parameters())
         self.device, self.dtype = first_param.device, first_param.dtype
+        use_lean = lean_decode and lean_decode_unsupported(self.lm) is None
+        self.lean = LeanDecoder(self.lm) if use_lean else None
+
+    def decode(self, *, input_ids, position_ids) -> torch.Tensor | None:
+        """One new token per row: [B, 1] ids and [3, B, 1] positions -> last-token logits
+        [B, V/tp] on the last stage (None elsewhere). `LeanDecoder` when it supports the model
+        (the same arithmetic without the layer orchestration), else the megatron-core forward."""
+        if self.lean is None:
+            return self.forward(input_ids=input_ids, decoder_input=None, position_ids=position_ids)
+        hidden = None
+        if not self.stage.is_first:
+            shape = (1, position_ids.shape[1], self.lm.config.hidden_size)
+            hidden = self.stage.recv_forward(shape, self.dtype, self.device)
+            input_ids = None
+        out = self.lean(input_ids, hidden, position_ids.to(self.device))
+        if not self.stage.is_last:
+            self.stage.send_forward(out)
+            return None
+        lm = self.lm
+        weight = (
+            lm.shared_embedding_or_output_weight()
+            if lm.share_embeddings_and_output_weights
+            else None
+        )
+        return _last_token_logits(
+            hidden_states=out,
+            output_layer=lm.output_layer,
+            output_weight=weight,
+            scale_logits=lm._scale_logits,
+            context=None,
+        ).float()
 
     def forward(
         self,
@@ -158,16 +190,24 @@ class _StageRunner:
 
 
 def generate(
-    model, batch: PromptBatch, params: SamplingParams, generator: torch.Generator
+    model,
+    batch: PromptBatch,
+    params: SamplingParams,
+    generator: torch.Generator,
+    *,
+    lean_decode: bool = True,
 ) -> GenerationOutput:
     """Sample continuations of every prompt of `batch` (see the module docstring).
+
+    `lean_decode=False` runs every decode step through the megatron-core forward instead of
+    `decode_step.LeanDecoder` (bit-identical results; for tests and comparisons).
 
     `batch` comes from `vzero_nemo.models.batch.collate_prompts` (left or right padding).
     `generator` is a CPU `torch.Generator`, seeded identically on every rank of the
     model-parallel group; the same generator state, batch and weights give the same tokens.
     """
     vlm = unwrap_model(model)
-    runner = _StageRunner(vlm)
+    runner = _StageRunner(vlm, lean_decode=lean_decode)
     batch_size, width = batch.input_ids.shape
     with region("prefill"):
         plan = plan_prefill(batch, image_token_id=vlm.config.image_token_id)
@@ -200,11 +240,8 @@ def generate(
                 cache.keep_rows(keep_R)
             cache.begin_decode()
             positions_3R1 = (batch.next_position[active_R] + step).view(1, -1, 1).expand(3, -1, 1)
-            logits_RV = runner.forward(
-                input_ids=tokens_R[:, None].to(runner.device),
-                decoder_input=None,
-                position_ids=positions_3R1,
-                last_index=None,
+            logits_RV = runner.decode(
+                input_ids=tokens_R[:, None].to(runner.device), position_ids=positions_3R1
             )
             cache.end_forward()
     return GenerationOutput(token_ids=token_ids, logprobs=logprobs, finished=finished)

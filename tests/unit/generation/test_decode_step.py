@@ -1,0 +1,92 @@
+"""The lean decode step (`generation.decode_step`) against megatron-core's layer forward.
+
+The distributed tier checks the same at TP=2 and PP=2 (`test_generation_parallel.py`).
+"""
+
+import pytest
+import torch
+
+from vzero_nemo.generation import SamplingParams, generate
+from vzero_nemo.generation.decode_step import LeanDecoder, lean_decode_unsupported
+from vzero_nemo.generation.generate import unwrap_model
+from vzero_nemo.models.batch import collate_prompts
+
+pytestmark = pytest.mark.unit
+
+
+def _both(policy, prompts, params, seed=3):
+    model, tokenizer, model_cfg = policy
+    batch = collate_prompts(prompts, tokenizer, model_cfg)
+    return [
+        generate(model, batch, params, torch.Generator().manual_seed(seed), lean_decode=lean)
+        for lean in (True, False)
+    ]
+
+
+@pytest.mark.parametrize("repeat", [1, 3])
+def test_lean_decode_samples_exactly_what_the_layer_forward_samples(policy, prompts, repeat):
+    # repeat=3: rows repeating a prompt decode over its shared keys (the observer's votes).
+    params = SamplingParams(temperature=1.0, top_p=0.9, max_new_tokens=12)
+    lean, layers = _both(policy, [p for p in prompts for _ in range(repeat)], params)
+    assert lean.token_ids == layers.token_ids
+    assert lean.logprobs == layers.logprobs  # bit-identical, not merely close
+    assert lean.num_tokens == len(prompts) * repeat * 12
+
+
+def test_lean_decode_hidden_states_equal_the_layer_forward_bitwise(policy, prompts):
+    """One decode step after a prefill, both ways, from the same cache state."""
+    from vzero_nemo.generation.generate import _prefill, _StageRunner, inference_scope
+    from vzero_nemo.generation.kv_cache import KVCache
+    from vzero_nemo.generation.prefill import plan_prefill
+
+    model, tokenizer, model_cfg = policy
+    vlm = unwrap_model(model)
+    batch = collate_prompts(prompts, tokenizer, model_cfg)
+    tokens_B1 = torch.tensor([[5], [17], [3], [250]])
+    positions_31 = batch.next_position.view(1, -1, 1).expand(3, -1, 1)
+    logits = {}
+    for lean in (True, False):
+        runner = _StageRunner(vlm, lean_decode=lean)
+        assert (runner.lean is not None) == lean
+        plan = plan_prefill(batch, image_token_id=vlm.config.image_token_id)
+        cache = KVCache(plan, max_len=batch.input_ids.shape[1] + 2, device=runner.device)
+        with inference_scope(vlm, cache):
+            _prefill(vlm, runner, batch, plan, cache)
+            cache.begin_decode()
+            logits[lean] = runner.decode(input_ids=tokens_B1, position_ids=positions_31)
+            cache.end_forward()
+    assert logits[True].shape == (4, vlm.language_model.output_layer.weight.shape[0])
+    assert torch.equal(logits[True], logits[False])
+
+
+def test_the_tiny_model_is_supported_and_other_architectures_are_named(policy, monkeypatch):
+    model, _, _ = policy
+    lm = unwrap_model(model).language_model
+    assert lean_decode_unsupported(lm) is None
+    monkeypatch.setattr(lm.config, "qk_layernorm", True)
+    assert lean_decode_unsupported(lm) == "qk_layernorm=True"
+    with pytest.raises(ValueError, match="lean decode does not support this model: qk_layernorm"):
+        LeanDecoder(lm)
+    monkeypatch.undo()
+    norm = lm.decoder.layers[1].pre_mlp_layernorm
+    monkeypatch.setattr(lm.decoder.layers[1], "pre_mlp_layernorm", torch.nn.LayerNorm(4))
+    assert "not torch RMSNorm" in lean_decode_unsupported(lm)
+    monkeypatch.setattr(lm.decoder.layers[1], "pre_mlp_layernorm", norm)
+    assert lean_decode_unsupported(lm) is None
+
+
+def test_an_unsupported_model_falls_back_to_the_layer_forward(policy, prompts, monkeypatch):
+    from vzero_nemo.generation.generate import _StageRunner
+
+    model, _, _ = policy
+    params = SamplingParams(temperature=0.8, max_new_tokens=5)
+    reference, _ = _both(policy, prompts, params)
+    lm = unwrap_model(model).language_model
+    # A setting the lean step does not implement, that leaves this model's arithmetic as it
+    # is: the runner must not build a LeanDecoder, and generation still works.
+    monkeypatch.setattr(lm.config, "use_mup", True)
+    monkeypatch.setattr(lm, "_scale_logits", lambda logits: logits)
+    assert _StageRunner(unwrap_model(model)).lean is None
+    fallback, _ = _both(policy, prompts, params)
+    assert fallback.token_ids == reference.token_ids
+    assert fallback.logprobs == reference.logprobs
