@@ -91,6 +91,11 @@ class RolloutConfig:
     never trained, so only the decision stage trains)."""
     max_batch: int = 256
     """Sequences per generation call; a turn with more requests is generated in chunks."""
+    lean_decode: bool = True
+    """Decode steps through `generation.decode_step.LeanDecoder`: the layers' arithmetic
+    without megatron-core's per-layer orchestration, bit-identical to it (1.2-1.3x faster
+    rollouts on the tiny model). Models it does not support (Transformer Engine layers, QK
+    norm, MoE, ...) use the layer forward whatever this says; false forces the layer forward."""
 
     def validate(self) -> None:
         require(self.temperature > 0, f"rollout.temperature={self.temperature} must be > 0")

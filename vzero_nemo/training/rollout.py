@@ -47,15 +47,17 @@ def generate_texts(
     generator: torch.Generator,
     max_batch: int,
     model_cfg: ModelConfig,
+    lean_decode: bool = True,
 ) -> tuple[list[list[int]], list[list[float]]]:
-    """Sample continuations of `prompts` in chunks of at most `max_batch` rows."""
+    """Sample continuations of `prompts` in chunks of at most `max_batch` rows
+    (`lean_decode`: see `RolloutConfig.lean_decode`)."""
     token_ids: list[list[int]] = []
     logprobs: list[list[float]] = []
     for start in range(0, len(prompts), max_batch):
         chunk = prompts[start : start + max_batch]
         with region("collate"):
             batch = collate_prompts(chunk, tokenizer, model_cfg)
-        out = generate(model, batch, params, generator)
+        out = generate(model, batch, params, generator, lean_decode=lean_decode)
         token_ids.extend(out.token_ids)
         logprobs.extend(out.logprobs)
     return token_ids, logprobs
@@ -132,7 +134,14 @@ def play_games(
             with region("render"):
                 prompts = render_requests(requests, pairs, tokenizer, cfg.model)
             ids, logps = generate_texts(
-                speaker, prompts, tokenizer, params, generator, cfg.rollout.max_batch, cfg.model
+                speaker,
+                prompts,
+                tokenizer,
+                params,
+                generator,
+                cfg.rollout.max_batch,
+                cfg.model,
+                lean_decode=cfg.rollout.lean_decode,
             )
             turn = {}
             for request, prompt, resp, logp in zip(requests, prompts, ids, logps):

@@ -90,3 +90,36 @@ def test_an_unsupported_model_falls_back_to_the_layer_forward(policy, prompts, m
     fallback, _ = _both(policy, prompts, params)
     assert fallback.token_ids == reference.token_ids
     assert fallback.logprobs == reference.logprobs
+
+
+def test_rollout_lean_decode_setting_reaches_generation(policy, prompts, monkeypatch):
+    """`rollout.lean_decode` is passed down by the rollout's `generate_texts`: the lean step
+    runs only when it is true, and both settings sample the same tokens and log-probs."""
+    from vzero_nemo.config import RolloutConfig
+    from vzero_nemo.training.rollout import generate_texts
+
+    calls = []
+    lean_call = LeanDecoder.__call__
+    monkeypatch.setattr(
+        LeanDecoder, "__call__", lambda self, *a: calls.append(1) or lean_call(self, *a)
+    )
+    model, tokenizer, model_cfg = policy
+    assert RolloutConfig().lean_decode is True
+    params = SamplingParams(temperature=0.8, max_new_tokens=6)
+    got, steps = {}, {}
+    for lean in (True, False):
+        calls.clear()
+        got[lean] = generate_texts(
+            model,
+            prompts,
+            tokenizer,
+            params,
+            torch.Generator().manual_seed(5),
+            max_batch=3,
+            model_cfg=model_cfg,
+            lean_decode=lean,
+        )
+        steps[lean] = len(calls)
+    assert steps == {True: 2 * 5, False: 0}  # 2 chunks (4 prompts, 3 per call) x 5 steps
+    assert got[True] == got[False]
+    assert len(got[True][0]) == len(prompts)
