@@ -337,7 +337,12 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     add_config_arguments(parser, default_recipe="tiny_cpu")
     parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads")
     parser.add_argument("--serial-rows", type=int, default=32, help="rows for one-at-a-time")
-    parser.add_argument("--repeats", type=int, default=1, help="runs per mode; the fastest counts")
+    parser.add_argument(
+        "--repeats",
+        type=int,
+        default=1,
+        help="rounds of every mode in turn; each mode's fastest run counts",
+    )
     parser.add_argument("--check-rows", type=int, default=16, help="rows of the greedy check")
     parser.add_argument("--skip-hf", action="store_true", help="Megatron modes only")
     parser.add_argument("--seed", type=int, default=0, help="images, spy seats, sampling")
