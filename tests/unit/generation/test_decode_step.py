@@ -123,3 +123,21 @@ def test_rollout_lean_decode_setting_reaches_generation(policy, prompts, monkeyp
     assert steps == {True: 2 * 5, False: 0}  # 2 chunks (4 prompts, 3 per call) x 5 steps
     assert got[True] == got[False]
     assert len(got[True][0]) == len(prompts)
+
+
+def test_lean_decode_is_bit_identical_in_bf16(policy, prompts):
+    """The cluster recipes' parameter dtype: RoPE's cos/sin are cast to bf16 as megatron-core
+    casts them, so bf16 sampling is identical too."""
+    from vzero_nemo.config import ModelConfig
+    from vzero_nemo.models.provider import build_policy
+
+    _, tokenizer, _ = policy
+    bf16_cfg = ModelConfig(size="tiny", params_dtype="bf16")
+    model = build_policy(bf16_cfg, tokenizer=tokenizer)
+    assert next(model.parameters()).dtype == torch.bfloat16
+    params = SamplingParams(temperature=1.0, max_new_tokens=8)
+    lean, layers = _both(
+        (model, tokenizer, bf16_cfg), [p for p in prompts for _ in range(2)], params
+    )
+    assert lean.token_ids == layers.token_ids
+    assert lean.logprobs == layers.logprobs
