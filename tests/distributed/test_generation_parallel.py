@@ -168,6 +168,7 @@ def _run_layout(tp: int, pp: int, hf_dir: Path, prompts, stop_token: int | None)
     from vzero_nemo.models.provider import build_policy
     from vzero_nemo.models.tokenizer import tiny_tokenizer
     from vzero_nemo.parallel import seed_all
+    from vzero_nemo.parallel.collective_check import check_collectives
 
     mpu.destroy_model_parallel()
     mpu.initialize_model_parallel(tensor_model_parallel_size=tp, pipeline_model_parallel_size=pp)
@@ -184,17 +185,20 @@ def _run_layout(tp: int, pp: int, hf_dir: Path, prompts, stop_token: int | None)
         "greedy": SamplingParams(temperature=0, max_new_tokens=MAX_NEW),
         "sampled": SamplingParams(temperature=1.0, top_p=0.9, max_new_tokens=MAX_NEW),
     }
-    outs = {
-        name: generate(model, batch, p, torch.Generator().manual_seed(7))
-        for name, p in runs.items()
-    }
-    stop = outs["greedy"].token_ids[0][2] if stop_token is None else stop_token
-    with_stop = SamplingParams(temperature=0, max_new_tokens=MAX_NEW, stop_token_ids=(stop,))
-    outs["greedy_stop"] = generate(model, batch, with_stop, torch.Generator())
-    # Four samples of each of two prompts: the cache keeps each prompt's keys once.
-    votes = collate_prompts([p for p in prompts[:2] for _ in range(4)], tokenizer, cfg)
-    outs["shared"] = generate(model, votes, runs["sampled"], torch.Generator().manual_seed(7))
-    lean = _lean_vs_layer_forward(model, outs, batch, votes, runs, with_stop)
+    # As under `parallel.check_collectives=true`: the project's collectives in generation take
+    # tensors placed on the communication device (`parallel.to_comm`), the lean decode's too.
+    with check_collectives():
+        outs = {
+            name: generate(model, batch, p, torch.Generator().manual_seed(7))
+            for name, p in runs.items()
+        }
+        stop = outs["greedy"].token_ids[0][2] if stop_token is None else stop_token
+        with_stop = SamplingParams(temperature=0, max_new_tokens=MAX_NEW, stop_token_ids=(stop,))
+        outs["greedy_stop"] = generate(model, batch, with_stop, torch.Generator())
+        # Four samples of each of two prompts: the cache keeps each prompt's keys once.
+        votes = collate_prompts([p for p in prompts[:2] for _ in range(4)], tokenizer, cfg)
+        outs["shared"] = generate(model, votes, runs["sampled"], torch.Generator().manual_seed(7))
+        lean = _lean_vs_layer_forward(model, outs, batch, votes, runs, with_stop)
 
     full, mask = _scored_batch(prompts, outs["greedy"].token_ids, tokenizer, cfg)
     seq_logp = sequence_logprobs(model, full, mask, micro_batch_size=2)

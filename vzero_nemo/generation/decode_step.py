@@ -29,6 +29,8 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from megatron.core.transformer.transformer_layer import TransformerLayer
 
+from vzero_nemo.parallel.groups import to_comm
+
 _SUPPORTED_CONFIG = {
     "normalization": "RMSNorm",
     "gated_linear_unit": True,
@@ -132,10 +134,13 @@ class LeanDecoder:
         return torch.cat((rotated, rest), dim=-1)
 
     def _reduce(self, x: torch.Tensor) -> torch.Tensor:
-        if self.tp_reduce:
-            x = x.contiguous()
-            dist.all_reduce(x, group=self.tp_group)
-        return x
+        """Sum of a row-parallel projection's partial outputs over TP (as megatron-core's
+        `reduce_from_tensor_model_parallel_region`), on the communication device."""
+        if not self.tp_reduce:
+            return x
+        out = to_comm(x.contiguous())
+        dist.all_reduce(out, group=self.tp_group)
+        return out.to(x.device)
 
     def _layer(self, layer, hidden_1BH, cos, sin) -> torch.Tensor:
         attention, mlp = layer.self_attention, layer.mlp
