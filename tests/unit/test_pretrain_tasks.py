@@ -292,3 +292,82 @@ def test_clue_eval_tells_repeating_another_player_from_repeating_oneself():
     assert rates["spy/repeat_other_rate"] == pytest.approx(1 / 3)
     assert rates["spy/reward_when_not_repeating_other"] == pytest.approx(-0.75)
     assert rates["spy/round2/repeat_other_rate"] == pytest.approx(0.5)
+
+
+def test_clue_plan_targets_say_agree_exactly_when_they_repeat_an_agreeable_earlier_clue():
+    """With game.clue_plan the describe target is <think>PLAN</think><answer>CLUE</answer>:
+    `agree` answers name an earlier clue true of the speaker's image, `new` answers an object
+    of it; both plans, for both roles, at about pretrain.agree_rate where agreeing is possible."""
+    from vzero_nemo.game.parsing import parse_completion
+    from vzero_nemo.training.pretrain import _present
+
+    c = _with(agree_rate=0.5)
+    c.game.clue_plan = True
+    rng = random.Random(6)
+    pairs = [_pair(i) for i in range(6)]
+    plans = {(role, plan): 0 for role in ("spy", "civilian") for plan in ("agree", "new")}
+    possible = 0
+    for i in range(600):
+        pair = pairs[i % len(pairs)]
+        ex = make_example(pair, c, rng, "describe")
+        text = ex.messages[-1]["content"][1]["text"]
+        assert text.endswith("Use <think>agree or new</think><answer></answer>.")
+        parsed = parse_completion(ex.target, "think_answer")
+        assert parsed.format_ok and parsed.reasoning in ("agree", "new")
+        scene = pair.truth.modified if ex.image == "modified" else pair.truth.original
+        earlier = re.findall(r"said: ([a-z]+ [a-z]+)\.", text)
+        agreeable = set(earlier) & _present(scene)
+        if parsed.reasoning == "agree":
+            assert parsed.answer in agreeable
+        else:
+            assert parsed.answer in _present(scene)
+        possible += bool(agreeable)
+        plans["spy" if ex.image == "modified" else "civilian", parsed.reasoning] += 1
+    assert all(n > 0 for n in plans.values()), plans
+    share = (plans["spy", "agree"] + plans["civilian", "agree"]) / possible
+    assert 0.4 < share < 0.6, share
+
+
+def test_clue_plan_needs_compact_think_answer_prompts_and_asks_for_the_plan():
+    from vzero_nemo.config import GameConfig
+    from vzero_nemo.game.prompts import PromptBuilder
+
+    game = GameConfig(prompt_style="compact", clue_plan=True)
+    game.validate()
+    builder = PromptBuilder(game)
+    assert builder.clue_format == "think_answer"
+    assert "<think>agree or new</think>" in builder.clue_text("clevr", 1, "spy", 0, (), ())
+    assert PromptBuilder(GameConfig(prompt_style="compact")).clue_format == "answer"
+    for bad in (
+        GameConfig(clue_plan=True),
+        GameConfig(prompt_style="compact", clue_plan=True, answer_format="boxed"),
+    ):
+        with pytest.raises(ValueError, match="game.clue_plan=true needs game.prompt_style"):
+            bad.validate()
+
+
+def test_clue_eval_counts_the_agree_plan_per_role():
+    from types import SimpleNamespace
+
+    from vzero_nemo.config import GameConfig
+    from vzero_nemo.eval.clue_eval import clue_counts, summarise
+
+    def clue(player, role, text, plan):
+        return {"player": player, "role": role, "round": 1, "clue": text, "reward": 0.0,
+                "reasoning": plan}  # fmt: skip
+
+    clues = [
+        clue(1, "civilian", "red cube", "new"),
+        clue(2, "spy", "red cube", "agree"),
+        clue(3, "civilian", "red cube", " Agree "),
+        clue(4, "civilian", "blue sphere", "agree, red cube"),  # not the plan word alone
+    ]
+    env = SimpleNamespace(cfg=GameConfig(num_players=4, num_clue_rounds=1), num_games=1,
+                          transcript=lambda g: {"clues": clues})  # fmt: skip
+    counts = clue_counts(SimpleNamespace(env=env), [_pair(0)])
+    assert (counts["spy"]["plan_agree"], counts["civilian"]["plan_agree"]) == (1, 1)
+    rates = summarise(
+        counts, {"votes": 0, "votes_spy": 0, "votes_na": 0, "games": 0, "decision_credit": 0}
+    )
+    assert rates["spy/plan_agree_rate"] == 1.0
+    assert rates["civilian/plan_agree_rate"] == pytest.approx(1 / 3)

@@ -33,6 +33,15 @@ class GameConfig:
     blue sphere, red cube."). Not the paper's game (its spy is told only that it is the
     spy): a diagnostic that gives the spy a visible handle on what contradicts the
     civilians' image, to test whether the clue stage can teach a spy to avoid it."""
+    clue_plan: bool = False
+    """Compact prompts only: a clue is `<think>P</think><answer>A</answer>` with a one-word
+    plan P, `agree` (the answer repeats an earlier clue that is true of the speaker's image)
+    or `new` (any object of it), instead of the answer alone. Pre-training teaches both plans
+    at `pretrain.agree_rate`, for both roles alike; which role prefers which is left to the
+    clue stage. The paper's clues reason before they answer: this is that reasoning in its
+    smallest form, and it makes repeating an earlier player (the one move that keeps a spy
+    who cannot see the edit from contradicting the civilians' image) a choice of one token
+    that the clue reward can move per role."""
     answer_format: Literal["think_answer", "boxed"] = "think_answer"
     """Format the prompts ask for: `<think>..</think><answer>..</answer>` (default) or free
     reasoning then `\\boxed{}` (official code). Parsing accepts both."""
@@ -68,6 +77,13 @@ class GameConfig:
             not (self.spy_knows_edit and self.spy_image == "blank"),
             "game.spy_knows_edit=true needs game.spy_image=modified: a blank image has no "
             "edited parts to name",
+        )
+        require(
+            not self.clue_plan
+            or (self.prompt_style == "compact" and self.answer_format == "think_answer"),
+            f"game.clue_plan=true needs game.prompt_style=compact and "
+            f"game.answer_format=think_answer (got {self.prompt_style}, {self.answer_format}): "
+            "full prompts already ask for free reasoning before the clue",
         )
         if self.vote_mode == "observer":
             require(

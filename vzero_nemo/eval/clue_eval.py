@@ -21,6 +21,7 @@ Per role (spy / civilian), over every clue turn of CLEVR games (denominator `clu
   see, as three of them are civilians);
 - `vague_rate`: the clue names a colour or a shape but not both (`pretrain.vague_rate` teaches
   shape-only clues, which an edit rarely makes false);
+- `plan_agree_rate`: the clue's reasoning is the plan `agree` (`game.clue_plan`; 0 without);
 `reward_when_contradicting` / `reward_when_consistent`: the mean clue reward (Eq. 1, from
 the frozen observer's votes) of the clues that contradict the civilians' image and of those
 that do not, so whether the reward favours consistent clues is measured, not assumed;
@@ -45,6 +46,7 @@ from vzero_nemo.config import VZeroConfig
 from vzero_nemo.data.pairs import GamePair
 from vzero_nemo.data.schema import CLEVR_COLORS, CLEVR_SHAPES
 from vzero_nemo.game.policies import contradicts_original
+from vzero_nemo.game.prompts import PLAN_AGREE
 from vzero_nemo.training.rollout import Rollout, play_games
 
 ROLES = ("spy", "civilian")
@@ -65,7 +67,16 @@ def _vague(clue: str) -> bool:
     return bool(words & _COLORS) != bool(words & _SHAPES)
 
 
-COUNTS = ("clues", "parsed", "contradicts", "grounded", "repeats", "repeats_other", "vague")
+COUNTS = (
+    "clues",
+    "parsed",
+    "contradicts",
+    "grounded",
+    "repeats",
+    "repeats_other",
+    "vague",
+    "plan_agree",
+)
 REWARD_SUMS = (
     "reward_contradicting",
     "reward_consistent",
@@ -112,6 +123,7 @@ def clue_counts(rollout: Rollout, pairs: list[GamePair]) -> dict[str, dict[str, 
                     "repeats": normal in said_before,
                     "repeats_other": repeats_other,
                     "vague": _vague(text),
+                    "plan_agree": clue.get("reasoning", "").strip().lower() == PLAN_AGREE,
                 }
                 said.append((clue["player"], normal))
                 if clue["reward"] is not None:
@@ -139,6 +151,7 @@ def summarise(clues: dict[str, dict[str, float]], votes: dict[str, int]) -> dict
         out[f"{role}/repeat_rate"] = c["repeats"] / n
         out[f"{role}/repeat_other_rate"] = c["repeats_other"] / n
         out[f"{role}/vague_rate"] = c["vague"] / n
+        out[f"{role}/plan_agree_rate"] = c["plan_agree"] / n
         consistent = c["parsed"] - c["contradicts"]
         out[f"{role}/reward_when_contradicting"] = c["reward_contradicting"] / max(
             c["contradicts"], 1
@@ -219,7 +232,9 @@ def main(argv: list[str] | None = None) -> int:
             f"[clue_eval] {label}: spy/civilian clues contradicting "
             f"{m['spy/contradicts_rate']:.3f}/{m['civilian/contradicts_rate']:.3f}, grounded "
             f"{m['spy/grounded_rate']:.3f}/{m['civilian/grounded_rate']:.3f}, repeated "
-            f"{m['spy/repeat_rate']:.3f}/{m['civilian/repeat_rate']:.3f}, vague "
+            f"{m['spy/repeat_rate']:.3f}/{m['civilian/repeat_rate']:.3f}, repeating another "
+            f"{m['spy/repeat_other_rate']:.3f}/{m['civilian/repeat_other_rate']:.3f}, plan agree "
+            f"{m['spy/plan_agree_rate']:.3f}/{m['civilian/plan_agree_rate']:.3f}, vague "
             f"{m['spy/vague_rate']:.3f}/{m['civilian/vague_rate']:.3f}; frozen observer "
             f"vote accuracy {m['observer/vote_accuracy']:.3f} ({int(m['observer/votes'])} votes)"
         )

@@ -8,7 +8,8 @@ side substitutes the image the request names. Styles:
   (answer text only), the seat's own earlier reasoning, and the answer-format instruction.
 - `compact`: one short user message with the same information, for tiny CPU models, e.g.
   "You are player 3 of 4, civilian. Player 1 said: red cube. Player 2 said: blue sphere.
-  Describe one object. Use <answer></answer>."
+  Describe one object. Use <answer></answer>." (with `game.clue_plan` the clue is asked
+  for as "<think>agree or new</think><answer></answer>": a one-word plan, then the clue).
 
 Players are numbered 1..N in all text (seat + 1).
 """
@@ -44,6 +45,10 @@ BLANK_HINT_FULL = (
     "Your image is blank: you cannot see the civilians' image. Listen to the clues and blend in."
 )
 BLANK_HINT_COMPACT = " Your image is blank."
+PLAN_AGREE, PLAN_NEW = "agree", "new"
+"""The two plans of a clue with `game.clue_plan` (its `<think>` content)."""
+PLAN_FORMAT_COMPACT = f" Use <think>{PLAN_AGREE} or {PLAN_NEW}</think><answer></answer>."
+"""The compact clue instruction with `game.clue_plan`: a one-word plan, then the clue."""
 
 
 def _check_domain(domain: str) -> None:
@@ -158,7 +163,9 @@ class PromptBuilder:
         self.compact = cfg.prompt_style == "compact"
         # What a clue prompt asks for: compact prompts ask for the answer tag alone.
         self.clue_format: AnswerFormat = (
-            "answer" if self.compact and cfg.answer_format == "think_answer" else cfg.answer_format
+            "answer"
+            if self.compact and cfg.answer_format == "think_answer" and not cfg.clue_plan
+            else cfg.answer_format
         )
         self.system = (
             None
@@ -168,7 +175,8 @@ class PromptBuilder:
         n = cfg.num_players
         if self.compact:
             fmt = _format_compact(cfg.answer_format)
-            self._clue_tail = {d: f" Describe one {THINGS[d]}.{fmt}" for d in THINGS}
+            clue_fmt = PLAN_FORMAT_COMPACT if cfg.clue_plan else fmt
+            self._clue_tail = {d: f" Describe one {THINGS[d]}.{clue_fmt}" for d in THINGS}
             choices = f"1-{n} or N/A" if cfg.allow_na else f"1-{n}"
             self._vote_tail = f" Who is the spy? Answer {choices}.{fmt}"
         else:

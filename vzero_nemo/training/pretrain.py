@@ -11,7 +11,8 @@ generators' ground truth, what any instruction-tuned VLM already knows:
   the image it is shown: `<answer>red cube</answer>`; with probability `pretrain.agree_rate`
   an object an earlier clue already named, when one is in the image (whatever the role);
   with probability `pretrain.vague_rate` the shape of an object alone (`<answer>cube</answer>`),
-  a clue that an edit rarely makes false;
+  a clue that an edit rarely makes false; with `game.clue_plan` the answer follows its plan,
+  `<think>agree</think>` when it repeats an earlier clue, else `<think>new</think>`;
 - grounding QA: "Is there a <colour> <shape>?" -> `<think>red cube: red sphere no.</think>
   <answer>no</answer>`: restate the phrase, name the object of the image most like it, then
   compare (the reasoning of one clue check below);
@@ -54,7 +55,7 @@ from vzero_nemo.config import PRETRAIN_TASKS, VZeroConfig
 from vzero_nemo.data.pairs import GamePair
 from vzero_nemo.data.schema import CLEVR_COLORS, CLEVR_SHAPES
 from vzero_nemo.game.policies import clevr_contradicts, describe_object, short_phrase
-from vzero_nemo.game.prompts import PromptBuilder, messages
+from vzero_nemo.game.prompts import PLAN_AGREE, PLAN_NEW, PromptBuilder, messages
 from vzero_nemo.game.roles import Clue
 from vzero_nemo.models.chat import render_chat
 from vzero_nemo.training import checkpoint as ckpt
@@ -130,17 +131,27 @@ def _describe_target(
     agree_rate: float,
     rng: random.Random,
     vague_rate: float = 0.0,
-) -> str:
-    """An object of `scene`; with probability `agree_rate`, one an earlier clue already named
-    (when some earlier clue is true of `scene`): reading the history is then part of the
-    describe skill, for both roles alike. With probability `vague_rate`, its shape alone."""
+) -> tuple[str, bool]:
+    """(clue, agreed): an object of `scene`; with probability `agree_rate`, one an earlier
+    clue already named (when some earlier clue is true of `scene`; `agreed` is then True):
+    reading the history is then part of the describe skill, for both roles alike. With
+    probability `vague_rate`, its shape alone."""
     agreeable = sorted({c.text for c in earlier} & _present(scene))
     if agree_rate > 0 and agreeable and rng.random() < agree_rate:
-        return rng.choice(agreeable)
+        return rng.choice(agreeable), True
     obj = rng.choice(scene["objects"])
     if vague_rate > 0 and rng.random() < vague_rate:
-        return obj["shape"]
-    return short_phrase(obj)
+        return obj["shape"], False
+    return short_phrase(obj), False
+
+
+def describe_answer(clue: str, agreed: bool, clue_plan: bool) -> str:
+    """The describe target: `<answer>clue</answer>`, or with `game.clue_plan` the plan first,
+    `<think>agree</think><answer>clue</answer>` / `<think>new</think><answer>clue</answer>`."""
+    answer = f"<answer>{clue}</answer>"
+    if not clue_plan:
+        return answer
+    return f"<think>{PLAN_AGREE if agreed else PLAN_NEW}</think>{answer}"
 
 
 def most_like(phrase: str, scene: dict) -> str:
@@ -199,9 +210,8 @@ def make_example(pair: GamePair, cfg: VZeroConfig, rng: random.Random, task: str
         edited = builder.edited_note(pair.truth, role)
         text = builder.clue_text("clevr", seat, role, round_index, earlier, (), edited)
         p = cfg.pretrain
-        target = (
-            f"<answer>{_describe_target(scene, earlier, p.agree_rate, rng, p.vague_rate)}</answer>"
-        )
+        clue, agreed = _describe_target(scene, earlier, p.agree_rate, rng, p.vague_rate)
+        target = describe_answer(clue, agreed, game.clue_plan)
         image = "modified" if role == "spy" else "original"
         return Example(task, messages(builder.system, text), image, target)
     if task == "caption":
