@@ -266,7 +266,8 @@ def test_clue_eval_tells_repeating_another_player_from_repeating_oneself():
     from vzero_nemo.eval.clue_eval import clue_counts, summarise
 
     def clue(player, role, rnd, text, reward):
-        return {"player": player, "role": role, "round": rnd, "clue": text, "reward": reward}
+        return {"player": player, "role": role, "round": rnd, "clue": text, "reward": reward,
+                "reasoning": ""}  # fmt: skip
 
     clues = [
         clue(1, "civilian", 1, "red cube", 0.5),

@@ -123,7 +123,7 @@ def clue_counts(rollout: Rollout, pairs: list[GamePair]) -> dict[str, dict[str, 
                     "repeats": normal in said_before,
                     "repeats_other": repeats_other,
                     "vague": _vague(text),
-                    "plan_agree": clue.get("reasoning", "").strip().lower() == PLAN_AGREE,
+                    "plan_agree": clue["reasoning"].strip().lower() == PLAN_AGREE,
                 }
                 said.append((clue["player"], normal))
                 if clue["reward"] is not None:
