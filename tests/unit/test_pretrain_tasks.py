@@ -353,15 +353,15 @@ def test_clue_eval_counts_the_agree_plan_per_role():
     from vzero_nemo.config import GameConfig
     from vzero_nemo.eval.clue_eval import clue_counts, summarise
 
-    def clue(player, role, text, plan):
-        return {"player": player, "role": role, "round": 1, "clue": text, "reward": 0.0,
+    def clue(player, role, text, plan, reward):
+        return {"player": player, "role": role, "round": 1, "clue": text, "reward": reward,
                 "reasoning": plan}  # fmt: skip
 
     clues = [
-        clue(1, "civilian", "red cube", "new"),
-        clue(2, "spy", "red cube", "agree"),
-        clue(3, "civilian", "red cube", " Agree "),
-        clue(4, "civilian", "blue sphere", "agree, red cube"),  # not the plan word alone
+        clue(1, "civilian", "red cube", "new", 0.3),
+        clue(2, "spy", "red cube", "agree", -0.4),
+        clue(3, "civilian", "red cube", " Agree ", 0.2),
+        clue(4, "civilian", "blue sphere", "agree, red cube", -0.1),  # not the plan word alone
     ]
     env = SimpleNamespace(cfg=GameConfig(num_players=4, num_clue_rounds=1), num_games=1,
                           transcript=lambda g: {"clues": clues})  # fmt: skip
@@ -372,3 +372,9 @@ def test_clue_eval_counts_the_agree_plan_per_role():
     )
     assert rates["spy/plan_agree_rate"] == 1.0
     assert rates["civilian/plan_agree_rate"] == pytest.approx(1 / 3)
+    # The clue reward split by plan: the spy's one agree clue; the civilians' agree clue
+    # against the mean of their other two.
+    assert rates["spy/reward_when_plan_agree"] == pytest.approx(-0.4)
+    assert rates["spy/reward_when_plan_new"] == 0.0
+    assert rates["civilian/reward_when_plan_agree"] == pytest.approx(0.2)
+    assert rates["civilian/reward_when_plan_new"] == pytest.approx(0.1)

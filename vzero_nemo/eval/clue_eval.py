@@ -27,6 +27,8 @@ the frozen observer's votes) of the clues that contradict the civilians' image a
 that do not, so whether the reward favours consistent clues is measured, not assumed;
 `reward_when_repeating_other` / `reward_when_not_repeating_other`: the same split by whether
 the clue repeats another player's (does the one move a spy can see pay?);
+`reward_when_plan_agree` / `reward_when_plan_new`: the same split by the clue's plan
+(`game.clue_plan`: does choosing `agree` pay this role?);
 with several clue rounds, the same per role and round (`spy/round2/contradicts_rate`, ...);
 and for the frozen observer (denominator `votes`): `vote_accuracy` (votes naming the spy),
 `decision_accuracy` (per game) and `na_rate`. Counts are written next to each rate.
@@ -82,10 +84,12 @@ REWARD_SUMS = (
     "reward_consistent",
     "reward_repeating_other",
     "reward_not_repeating_other",
+    "reward_plan_agree",
+    "reward_plan_new",
 )
 """Sums of the clue reward (paper Eq. 1, from this game's votes) of the parsed clues that
 contradict the civilians' image and of those that do not; of those that repeat another
-player's clue and of those that do not."""
+player's clue and of those that do not; of those whose plan is `agree` and of the others."""
 
 
 def _zero_counts() -> dict[str, float]:
@@ -116,6 +120,7 @@ def clue_counts(rollout: Rollout, pairs: list[GamePair]) -> dict[str, dict[str, 
                 said_by_others = {t for p, t in said if p != clue["player"]}
                 normal = _normalise(text)
                 repeats_other = normal in said_by_others
+                plan_agree = clue["reasoning"].strip().lower() == PLAN_AGREE
                 hits |= {
                     "parsed": 1,
                     "contradicts": contradicts,
@@ -123,12 +128,13 @@ def clue_counts(rollout: Rollout, pairs: list[GamePair]) -> dict[str, dict[str, 
                     "repeats": normal in said_before,
                     "repeats_other": repeats_other,
                     "vague": _vague(text),
-                    "plan_agree": clue["reasoning"].strip().lower() == PLAN_AGREE,
+                    "plan_agree": plan_agree,
                 }
                 said.append((clue["player"], normal))
                 if clue["reward"] is not None:
                     hits[REWARD_SUMS[0] if contradicts else REWARD_SUMS[1]] = clue["reward"]
                     hits[REWARD_SUMS[2] if repeats_other else REWARD_SUMS[3]] = clue["reward"]
+                    hits[REWARD_SUMS[4] if plan_agree else REWARD_SUMS[5]] = clue["reward"]
             for c in cells:
                 for name, hit in hits.items():
                     c[name] += hit  # a bool counts 1; a reward adds its value
@@ -162,6 +168,10 @@ def summarise(clues: dict[str, dict[str, float]], votes: dict[str, int]) -> dict
         )
         out[f"{role}/reward_when_not_repeating_other"] = c["reward_not_repeating_other"] / max(
             c["parsed"] - c["repeats_other"], 1
+        )
+        out[f"{role}/reward_when_plan_agree"] = c["reward_plan_agree"] / max(c["plan_agree"], 1)
+        out[f"{role}/reward_when_plan_new"] = c["reward_plan_new"] / max(
+            c["parsed"] - c["plan_agree"], 1
         )
     out["observer/votes"] = float(votes["votes"])
     out["observer/vote_accuracy"] = votes["votes_spy"] / max(votes["votes"], 1)
