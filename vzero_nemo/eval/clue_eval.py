@@ -12,6 +12,8 @@ policy as it left it. Every `--clues` policy plays the same `eval.games` held-ou
 the same spy seats and the same sampling seed.
 
 Per role (spy / civilian), over every clue turn of CLEVR games (denominator `clues`):
+- `parsed_rate`: the clue could be read at all (an unreadable clue counts in every other
+  denominator and in none of their numerators, so it lowers the contradiction rate too);
 - `contradicts_rate`: the clue contradicts the civilians' (original) image, so it gives the
   speaker away (scripted check against the scene graph);
 - `grounded_rate`: the clue names an object (colour + shape) of the speaker's OWN image;
@@ -152,6 +154,7 @@ def summarise(clues: dict[str, dict[str, float]], votes: dict[str, int]) -> dict
     for role, c in clues.items():
         n = max(c["clues"], 1)
         out[f"{role}/clues"] = float(c["clues"])
+        out[f"{role}/parsed_rate"] = c["parsed"] / n
         out[f"{role}/contradicts_rate"] = c["contradicts"] / n
         out[f"{role}/grounded_rate"] = c["grounded"] / n
         out[f"{role}/repeat_rate"] = c["repeats"] / n
@@ -239,7 +242,8 @@ def main(argv: list[str] | None = None) -> int:
         results.append({"label": label, "clues": path, "observer": args.observer, **result})
         m = result["metrics"]
         print(
-            f"[clue_eval] {label}: spy/civilian clues contradicting "
+            f"[clue_eval] {label}: spy/civilian clues readable "
+            f"{m['spy/parsed_rate']:.3f}/{m['civilian/parsed_rate']:.3f}, contradicting "
             f"{m['spy/contradicts_rate']:.3f}/{m['civilian/contradicts_rate']:.3f}, grounded "
             f"{m['spy/grounded_rate']:.3f}/{m['civilian/grounded_rate']:.3f}, repeated "
             f"{m['spy/repeat_rate']:.3f}/{m['civilian/repeat_rate']:.3f}, repeating another "
@@ -254,7 +258,8 @@ def main(argv: list[str] | None = None) -> int:
             f"{m['spy/reward_when_consistent']:+.3f}; repeating another player "
             f"{m['spy/reward_when_repeating_other']:+.3f} "
             f"({round(m['spy/clues'] * m['spy/repeat_other_rate'])} clues), not "
-            f"{m['spy/reward_when_not_repeating_other']:+.3f}"
+            f"{m['spy/reward_when_not_repeating_other']:+.3f}; plan agree "
+            f"{m['spy/reward_when_plan_agree']:+.3f}, new {m['spy/reward_when_plan_new']:+.3f}"
         )
         by_round = [k for k in m if k.startswith("spy/round") and k.endswith("/contradicts_rate")]
         if by_round:
