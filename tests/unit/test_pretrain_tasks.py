@@ -362,7 +362,7 @@ def test_clue_eval_counts_the_agree_plan_per_role():
         clue(2, "spy", "red cube", "agree", -0.4),
         clue(3, "civilian", "red cube", " Agree ", 0.2),
         clue(4, "civilian", "blue sphere", "agree, red cube", -0.1),  # not the plan word alone
-        clue(5, "civilian", None, "new", None),  # unreadable: in the denominators only
+        clue(5, "civilian", None, "new", 0.5),  # unreadable: in the denominators only
     ]
     env = SimpleNamespace(cfg=GameConfig(num_players=4, num_clue_rounds=1), num_games=1,
                           transcript=lambda g: {"clues": clues})  # fmt: skip
@@ -373,6 +373,10 @@ def test_clue_eval_counts_the_agree_plan_per_role():
     )
     assert rates["spy/plan_agree_rate"] == 1.0
     assert (rates["spy/parsed_rate"], rates["civilian/parsed_rate"]) == (1.0, 0.75)
+    assert (rates["spy/reward_when_unreadable"], rates["civilian/reward_when_unreadable"]) == (
+        0.0,
+        0.5,
+    )
     assert rates["civilian/plan_agree_rate"] == pytest.approx(1 / 4)
     # The clue reward split by plan: the spy's one agree clue; the civilians' agree clue
     # against the mean of their other two.

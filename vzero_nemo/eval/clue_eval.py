@@ -30,7 +30,8 @@ that do not, so whether the reward favours consistent clues is measured, not ass
 `reward_when_repeating_other` / `reward_when_not_repeating_other`: the same split by whether
 the clue repeats another player's (does the one move a spy can see pay?);
 `reward_when_plan_agree` / `reward_when_plan_new`: the same split by the clue's plan
-(`game.clue_plan`: does choosing `agree` pay this role?);
+(`game.clue_plan`: does choosing `agree` pay this role?); `reward_when_unreadable`: that of
+the clues that could not be read (does giving no clue pay?);
 with several clue rounds, the same per role and round (`spy/round2/contradicts_rate`, ...);
 and for the frozen observer (denominator `votes`): `vote_accuracy` (votes naming the spy),
 `decision_accuracy` (per game) and `na_rate`. Counts are written next to each rate.
@@ -88,10 +89,12 @@ REWARD_SUMS = (
     "reward_not_repeating_other",
     "reward_plan_agree",
     "reward_plan_new",
+    "reward_unreadable",
 )
 """Sums of the clue reward (paper Eq. 1, from this game's votes) of the parsed clues that
 contradict the civilians' image and of those that do not; of those that repeat another
-player's clue and of those that do not; of those whose plan is `agree` and of the others."""
+player's clue and of those that do not; of those whose plan is `agree` and of the others; and
+of the unreadable clues (the observer is shown "(no clue)")."""
 
 
 def _zero_counts() -> dict[str, float]:
@@ -137,6 +140,8 @@ def clue_counts(rollout: Rollout, pairs: list[GamePair]) -> dict[str, dict[str, 
                     hits[REWARD_SUMS[0] if contradicts else REWARD_SUMS[1]] = clue["reward"]
                     hits[REWARD_SUMS[2] if repeats_other else REWARD_SUMS[3]] = clue["reward"]
                     hits[REWARD_SUMS[4] if plan_agree else REWARD_SUMS[5]] = clue["reward"]
+            elif clue["reward"] is not None:
+                hits["reward_unreadable"] = clue["reward"]
             for c in cells:
                 for name, hit in hits.items():
                     c[name] += hit  # a bool counts 1; a reward adds its value
@@ -155,6 +160,9 @@ def summarise(clues: dict[str, dict[str, float]], votes: dict[str, int]) -> dict
         n = max(c["clues"], 1)
         out[f"{role}/clues"] = float(c["clues"])
         out[f"{role}/parsed_rate"] = c["parsed"] / n
+        out[f"{role}/reward_when_unreadable"] = c["reward_unreadable"] / max(
+            c["clues"] - c["parsed"], 1
+        )
         out[f"{role}/contradicts_rate"] = c["contradicts"] / n
         out[f"{role}/grounded_rate"] = c["grounded"] / n
         out[f"{role}/repeat_rate"] = c["repeats"] / n
@@ -259,7 +267,8 @@ def main(argv: list[str] | None = None) -> int:
             f"{m['spy/reward_when_repeating_other']:+.3f} "
             f"({round(m['spy/clues'] * m['spy/repeat_other_rate'])} clues), not "
             f"{m['spy/reward_when_not_repeating_other']:+.3f}; plan agree "
-            f"{m['spy/reward_when_plan_agree']:+.3f}, new {m['spy/reward_when_plan_new']:+.3f}"
+            f"{m['spy/reward_when_plan_agree']:+.3f}, new {m['spy/reward_when_plan_new']:+.3f}; "
+            f"unreadable {m['spy/reward_when_unreadable']:+.3f}"
         )
         by_round = [k for k in m if k.startswith("spy/round") and k.endswith("/contradicts_rate")]
         if by_round:
