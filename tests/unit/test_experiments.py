@@ -144,3 +144,40 @@ def test_update_direction_correlation_and_its_refusals(capsys):
         direction_main(["data.path=/nonexistent"])
     assert exit_info.value.code == 2
     assert "model.init_checkpoint is not set" in capsys.readouterr().err
+
+
+def test_update_direction_groups_clues_by_role_plan_and_contradiction():
+    from types import SimpleNamespace
+
+    from vzero_nemo.config import ModelConfig
+    from vzero_nemo.experiments.update_direction import _group, plan_token_index
+    from vzero_nemo.models.tokenizer import load_tokenizer
+
+    truth = SimpleNamespace(
+        domain="clevr",
+        original={"objects": [{"color": "red", "shape": "cube"}]},
+        modified={"objects": [{"color": "blue", "shape": "cube"}]},
+    )
+
+    def sample(stage="clue", role="spy"):
+        return SimpleNamespace(stage=stage, role=role, game_index=0, round=0, seat=1)
+
+    def clues(text, plan):
+        return {(0, 0, 1): {"clue": text, "reasoning": plan}}
+
+    assert _group(sample("decision"), {}, [truth], True) == "vote"
+    assert _group(sample(), clues("red cube", "agree"), [truth]) == "spy, consistent"
+    assert _group(sample(), clues("blue cube", "new"), [truth], True) == "spy, new, contradicting"
+    assert _group(sample(role="civilian"), clues("red cube", " Agree "), [truth], True) == (
+        "civilian, agree, consistent"
+    )
+    assert _group(sample(), clues(None, "agree"), [truth], True) == "spy, agree"  # unreadable
+    assert _group(sample(), clues("red cube", "maybe"), [truth], True) == (
+        "spy, no plan, consistent"
+    )
+    # The plan word is the first token after "<think>" in the project's tokenizer.
+    tok = load_tokenizer(ModelConfig(size="tiny"))
+    at = plan_token_index(tok)
+    for plan in ("agree", "new"):
+        ids = tok.encode(f"<think>{plan}</think><answer>red cube</answer>")
+        assert ids[:at] == tok.encode("<think>") and tok.decode(ids[at : at + 1]) in plan

@@ -12,6 +12,10 @@ change of their sequence log-prob, and over all sequences the correlation of adv
 log-prob change. A correct update raises what it rewarded: the correlation is positive and
 contradicting spy clues (lower reward) lose more log-prob than consistent ones.
 
+With `game.clue_plan=true` the clue groups are also split by plan (`agree` / `new`), and each
+group reports the mean log-prob change of its plan token alone (the first token after
+`<think>`, where the two plans part): how one iteration moves the choice itself.
+
 Whether that carries over to new games is what `python -m vzero_nemo.eval.clue_eval` measures
 on held-out games; this tool checks the update itself on the games it trained on.
 """
@@ -27,16 +31,23 @@ from collections.abc import Sequence
 import torch
 
 from vzero_nemo.game.policies import contradicts_original
+from vzero_nemo.game.prompts import PLAN_AGREE, PLAN_NEW
 from vzero_nemo.training.batching import TrainSequence
+
+
+def token_shifts(tr, sequences: Sequence[TrainSequence]) -> list[list[float]]:
+    """Per-token log-prob under the trainer's current policy minus the sampler's (`old_logp`),
+    per sequence."""
+    from vzero_nemo.training.trainer import score_sequences
+
+    after = score_sequences(tr, tr.policy, list(sequences))
+    return [[n - o for n, o in zip(new, s.old_logp)] for s, new in zip(sequences, after)]
 
 
 def logp_shift(tr, sequences: Sequence[TrainSequence]) -> list[float]:
     """Sequence log-prob under the trainer's current policy minus the sampler's (`old_logp`),
     per sequence."""
-    from vzero_nemo.training.trainer import score_sequences
-
-    after = score_sequences(tr, tr.policy, list(sequences))
-    return [sum(new) - sum(s.old_logp) for s, new in zip(sequences, after)]
+    return [sum(d) for d in token_shifts(tr, sequences)]
 
 
 def correlation(xs: Sequence[float], ys: Sequence[float]) -> float:
@@ -47,16 +58,28 @@ def correlation(xs: Sequence[float], ys: Sequence[float]) -> float:
     return float(torch.corrcoef(torch.tensor([list(xs), list(ys)], dtype=torch.float64))[0, 1])
 
 
-def _group(sample, text_of, truths) -> str:
+def _group(sample, clue_of, truths, with_plan: bool = False) -> str:
+    """`vote`, or the clue's role, then (`with_plan`) its plan, then whether it contradicts
+    the civilians' image (CLEVR clues that could be read)."""
     if sample.stage != "clue":
         return "vote"
-    text = text_of.get((sample.game_index, sample.round, sample.seat))
-    truth = truths[sample.game_index]
+    clue = clue_of.get((sample.game_index, sample.round, sample.seat)) or {}
+    name = sample.role
+    if with_plan:
+        plan = (clue.get("reasoning") or "").strip().lower()
+        name += f", {plan if plan in (PLAN_AGREE, PLAN_NEW) else 'no plan'}"
+    text, truth = clue.get("clue"), truths[sample.game_index]
     if not text or truth.domain != "clevr":
-        return sample.role
-    return (
-        f"{sample.role}, {'contradicting' if contradicts_original(text, truth) else 'consistent'}"
-    )
+        return name
+    return f"{name}, {'contradicting' if contradicts_original(text, truth) else 'consistent'}"
+
+
+THINK_OPEN = "<think>"  # a plan clue opens with it (`game.clue_plan`)
+
+
+def plan_token_index(tokenizer) -> int:
+    """Index of the plan token in a clue response: the tokens of `<think>` come first."""
+    return len(tokenizer.encode(THINK_OPEN))
 
 
 def measure(cfg) -> dict:
@@ -64,42 +87,49 @@ def measure(cfg) -> dict:
     from vzero_nemo.training.loop import setup_trainer, shutdown
     from vzero_nemo.training.trainer import run_iteration
 
+    with_plan = cfg.game.clue_plan
     tr = setup_trainer(cfg)
     try:
         result = run_iteration(tr)
         sequences = result.trained
-        shifts = logp_shift(tr, sequences)
+        per_token = token_shifts(tr, sequences)
+        plan_at = plan_token_index(tr.tokenizer)
     finally:
         shutdown()
+    shifts = [sum(d) for d in per_token]
     rollout, stage = result.rollout, result.metrics["stage"]
     sample_of = {  # each trained sequence's game, round, seat and role
         id(rollout.sequences[s.request_id]): s
         for s in rollout.samples
         if s.request_id in rollout.sequences
     }
-    text_of = {
-        (g, c["round"] - 1, c["player"] - 1): c["clue"]
+    clue_of = {
+        (g, c["round"] - 1, c["player"] - 1): c
         for g in range(rollout.env.num_games)
         for c in rollout.env.transcript(g)["clues"]
     }
-    groups: dict[str, list[tuple[float, float]]] = defaultdict(list)
-    for seq, shift in zip(sequences, shifts):
-        groups[_group(sample_of[id(seq)], text_of, rollout.env.truths)].append(
-            (seq.advantage, shift)
+    groups: dict[str, list[tuple[float, float, float]]] = defaultdict(list)
+    for seq, shift, tokens in zip(sequences, shifts, per_token):
+        sample = sample_of[id(seq)]
+        plan_shift = tokens[plan_at] if len(tokens) > plan_at else float("nan")
+        groups[_group(sample, clue_of, rollout.env.truths, with_plan)].append(
+            (seq.advantage, shift, plan_shift)
         )
     advantages = [seq.advantage for seq in sequences]
+    out_groups: dict[str, dict] = {}
+    for name, rows in sorted(groups.items()):
+        out_groups[name] = {
+            "n": len(rows),
+            "mean_advantage": sum(r[0] for r in rows) / len(rows),
+            "mean_logp_shift": sum(r[1] for r in rows) / len(rows),
+        }
+        if with_plan and name != "vote":
+            out_groups[name]["mean_plan_token_logp_shift"] = sum(r[2] for r in rows) / len(rows)
     return {
         "stage": stage,
         "sequences": len(sequences),
         "correlation": correlation(advantages, shifts),
-        "groups": {
-            name: {
-                "n": len(rows),
-                "mean_advantage": sum(a for a, _ in rows) / len(rows),
-                "mean_logp_shift": sum(d for _, d in rows) / len(rows),
-            }
-            for name, rows in sorted(groups.items())
-        },
+        "groups": out_groups,
     }
 
 
@@ -122,9 +152,11 @@ def main(argv: list[str] | None = None) -> int:
     out = measure(cfg)
     print(f"[update_direction] {out['stage']} stage, {out['sequences']} trained sequences")
     for name, g in out["groups"].items():
+        plan = g.get("mean_plan_token_logp_shift")
         print(
-            f"  {name:<26} n={g['n']:<4} mean advantage {g['mean_advantage']:+.3f}  "
+            f"  {name:<33} n={g['n']:<4} mean advantage {g['mean_advantage']:+.3f}  "
             f"mean log-prob change {g['mean_logp_shift']:+.4f}"
+            + ("" if plan is None else f"  of the plan token {plan:+.4f}")
         )
     print(f"  correlation of advantage and log-prob change: {out['correlation']:+.3f}")
     if args.json:
