@@ -51,7 +51,7 @@ from vzero_nemo.config import VZeroConfig
 from vzero_nemo.data.pairs import GamePair
 from vzero_nemo.data.schema import CLEVR_COLORS, CLEVR_SHAPES
 from vzero_nemo.game.policies import contradicts_original
-from vzero_nemo.game.prompts import PLAN_AGREE
+from vzero_nemo.game.prompts import PLAN_AGREE, plan_of
 from vzero_nemo.training.rollout import Rollout, play_games
 
 ROLES = ("spy", "civilian")
@@ -125,7 +125,7 @@ def clue_counts(rollout: Rollout, pairs: list[GamePair]) -> dict[str, dict[str, 
                 said_by_others = {t for p, t in said if p != clue["player"]}
                 normal = _normalise(text)
                 repeats_other = normal in said_by_others
-                plan_agree = clue["reasoning"].strip().lower() == PLAN_AGREE
+                plan_agree = plan_of(clue["reasoning"]) == PLAN_AGREE
                 hits |= {
                     "parsed": 1,
                     "contradicts": contradicts,

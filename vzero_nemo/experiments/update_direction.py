@@ -31,7 +31,7 @@ from collections.abc import Sequence
 import torch
 
 from vzero_nemo.game.policies import contradicts_original
-from vzero_nemo.game.prompts import PLAN_AGREE, PLAN_NEW
+from vzero_nemo.game.prompts import plan_of
 from vzero_nemo.training.batching import TrainSequence
 
 
@@ -66,8 +66,7 @@ def _group(sample, clue_of, truths, with_plan: bool = False) -> str:
     clue = clue_of.get((sample.game_index, sample.round, sample.seat)) or {}
     name = sample.role
     if with_plan:
-        plan = (clue.get("reasoning") or "").strip().lower()
-        name += f", {plan if plan in (PLAN_AGREE, PLAN_NEW) else 'no plan'}"
+        name += f", {plan_of(clue.get('reasoning')) or 'no plan'}"
     text, truth = clue.get("clue"), truths[sample.game_index]
     if not text or truth.domain != "clevr":
         return name

@@ -47,6 +47,15 @@ BLANK_HINT_FULL = (
 BLANK_HINT_COMPACT = " Your image is blank."
 PLAN_AGREE, PLAN_NEW = "agree", "new"
 """The two plans of a clue with `game.clue_plan` (its `<think>` content)."""
+
+
+def plan_of(reasoning: str | None) -> str | None:
+    """The plan a clue's reasoning states (`PLAN_AGREE` / `PLAN_NEW`, case and surrounding
+    space ignored), or None when it is not the plan word alone."""
+    word = (reasoning or "").strip().lower()
+    return word if word in (PLAN_AGREE, PLAN_NEW) else None
+
+
 PLAN_FORMAT_COMPACT = f" Use <think>{PLAN_AGREE} or {PLAN_NEW}</think><answer></answer>."
 """The compact clue instruction with `game.clue_plan`: a one-word plan, then the clue."""
 
